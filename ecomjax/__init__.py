@@ -1,0 +1,13 @@
+"""ecomjax: adaptive, verifiable e-commerce environments in batched JAX."""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("catalog", "world", "curriculum", "models")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"ecomjax.{name}")
+    raise AttributeError(f"module 'ecomjax' has no attribute {name!r}")

@@ -1,0 +1,80 @@
+"""On-disk catalog format (`save` / `load`), exact round trip.
+
+A catalog directory holds:
+- `arrays.npz`: every `Catalog` field as a NumPy array under its field name (uncompressed);
+  synthetic catalogs add their text-generator arrays under `text.<name>`;
+- `vocab.json`: `{"format": "ecomjax-catalog", "version": 1, "categories": [...], "brands": [...],
+  "stores": [...], "attr_values": {attr: [...]}, "source": {...}}`;
+- `text.parquet` (catalogs with stored strings only): columns `product_id`, `title`, `description`,
+  `index_text`.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ecomjax.catalog.types import Catalog, Vocab
+
+FORMAT, VERSION = "ecomjax-catalog", 1
+_TEXT_PREFIX = "text."
+
+
+def save(catalog: Catalog, vocab: Vocab, path: str | Path) -> Path:
+    """Write `catalog` and `vocab` to directory `path` (created if needed)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    arrays = {f.name: np.asarray(getattr(catalog, f.name)) for f in dataclasses.fields(catalog)}
+    text_state = getattr(vocab, "text_state", None)
+    if text_state is not None:
+        arrays.update({_TEXT_PREFIX + k: np.asarray(v) for k, v in text_state.items()})
+    np.savez(path / "arrays.npz", **arrays)
+    meta = {"format": FORMAT, "version": VERSION, "categories": vocab.categories, "brands": vocab.brands,
+            "stores": vocab.stores, "attr_values": vocab.attr_values, "source": vocab.source,
+            "num_products": vocab.num_products}
+    (path / "vocab.json").write_text(json.dumps(meta))
+    if text_state is None:
+        n = vocab.num_products
+        table = pa.table({
+            "product_id": [vocab.product_id(i) for i in range(n)],
+            "title": [vocab.title(i) for i in range(n)],
+            "description": [vocab.description(i) for i in range(n)],
+            "index_text": [vocab.index_text(i) for i in range(n)],
+        })
+        pq.write_table(table, path / "text.parquet")
+    return path
+
+
+def load(path: str | Path) -> tuple[Catalog, Vocab]:
+    """Read a catalog directory written by `save`. Raises FileNotFoundError/ValueError naming the problem."""
+    path = Path(path)
+    for name in ("arrays.npz", "vocab.json"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"catalog directory {str(path)!r} has no {name}")
+    meta = json.loads((path / "vocab.json").read_text())
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ValueError(f"{path / 'vocab.json'}: expected format {FORMAT!r} version {VERSION}, "
+                         f"got {meta.get('format')!r} version {meta.get('version')!r}")
+    with np.load(path / "arrays.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    names = [f.name for f in dataclasses.fields(Catalog)]
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise ValueError(f"{path / 'arrays.npz'}: missing arrays {missing}")
+    catalog = Catalog(**{n: jnp.asarray(arrays[n]) for n in names})
+    vocab = Vocab(categories=meta["categories"], brands=meta["brands"], stores=meta["stores"],
+                  attr_values=meta["attr_values"], source=meta["source"], num_products=meta["num_products"])
+    text_state = {k[len(_TEXT_PREFIX):]: v for k, v in arrays.items() if k.startswith(_TEXT_PREFIX)}
+    if text_state:
+        from ecomjax.catalog.synthetic import text_vocab
+
+        return catalog, text_vocab(vocab, text_state)
+    table = pq.read_table(path / "text.parquet").to_pydict()
+    vocab.product_ids, vocab.titles, vocab.descriptions = table["product_id"], table["title"], table["description"]
+    index_text = table["index_text"]
+    vocab.index_text_fn = lambda i: index_text[i]
+    return catalog, vocab

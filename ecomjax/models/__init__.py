@@ -1,0 +1,1 @@
+"""Policy models for ecomjax (Flax NNX)."""

@@ -1,0 +1,211 @@
+"""The 17 tools of SPEC §4: registry, one `lax.switch` dispatch, per-turn budget, batched execution."""
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from ecomjax.catalog.types import Catalog
+from ecomjax.world import cart, catalog_tools, orders, returns
+from ecomjax.world.errors import ToolError
+from ecomjax.world.policy_kb import policy_search_scores
+from ecomjax.world.state import Capacities, ToolCall, ToolResult, World, add_seen, empty_result
+
+TOOL_NAMES: tuple[str, ...] = (
+    "catalog.search", "catalog.rerank", "catalog.get_product", "catalog.get_variants",
+    "cart.view", "cart.add", "cart.remove", "cart.set_quantity",
+    "order.list", "order.get_status", "order.checkout",
+    "return.check_eligibility", "return.initiate", "return.exchange",
+    "policy.search", "datetime.now", "user.get_visit_history",
+)
+TOOL_INDEX: dict[str, int] = {name: i for i, name in enumerate(TOOL_NAMES)}
+# Arguments of every tool as the text protocol names them: (name, type, default or None if required).
+TOOL_ARGS: dict[str, tuple[tuple[str, str, object], ...]] = {
+    "catalog.search": (("query", "str", None), ("filters", "dict", {}), ("top_k", "int", 20)),
+    "catalog.rerank": (("query", "str", None), ("candidate_product_ids", "list[str]", None), ("top_k", "int", 10)),
+    "catalog.get_product": (("product_id", "str", None),),
+    "catalog.get_variants": (("product_id", "str", None),),
+    "cart.view": (),
+    "cart.add": (("product_id", "str", None), ("variant_id", "str|null", None), ("quantity", "int", 1)),
+    "cart.remove": (("line_id", "str", None),),
+    "cart.set_quantity": (("line_id", "str", None), ("quantity", "int", None)),
+    "order.list": (("days", "int", 30),),
+    "order.get_status": (("order_id", "str", None),),
+    "order.checkout": (("shipping_address_id", "str", None), ("payment_method_id", "str", None)),
+    "return.check_eligibility": (("order_id", "str", None), ("line_id", "str", None)),
+    "return.initiate": (("order_id", "str", None), ("line_id", "str", None), ("reason_code", "str", None),
+                        ("method", "str", None)),
+    "return.exchange": (("order_id", "str", None), ("line_id", "str", None), ("new_product_id", "str", None),
+                        ("new_variant_id", "str|null", None)),
+    "policy.search": (("query", "str", None), ("top_k", "int", 5)),
+    "datetime.now": (),
+    "user.get_visit_history": (),
+}
+MAX_POLICY_TOP_K = 20
+SEARCH_SALT = 0x5EA5
+SHOWS_PRODUCTS = frozenset(TOOL_INDEX[n] for n in (
+    "catalog.search", "catalog.get_product", "catalog.get_variants", "user.get_visit_history"))
+
+
+@struct.dataclass
+class WorldParams:
+    """Read-only inputs of every tool: the catalog, the policy KB tokens and the static capacities."""
+
+    catalog: Catalog
+    policy_tokens: jnp.ndarray                      # [NR, TK] int32
+    cap: Capacities = struct.field(pytree_node=False, default=Capacities())
+
+
+Branch = tuple[World, ToolResult]
+
+
+def _branches(key: jax.Array, call: ToolCall, params: WorldParams, search_ids: jnp.ndarray):
+    """One function per tool: world -> (world, result). Order matches TOOL_NAMES."""
+    catalog, cap = params.catalog, params.cap
+    base = empty_result(cap, call.tool)
+
+    def with_ids(world, error, ids):
+        return world, base.replace(error=error, ids=ids)
+
+    def search(world):
+        error = catalog_tools.search_error(call)
+        return with_ids(world, error, jnp.where(error == ToolError.OK, search_ids, -1))
+
+    def rerank(world):
+        return with_ids(world, *catalog_tools.rerank(call, catalog, cap.results))
+
+    def product(world):
+        return with_ids(world, *catalog_tools.single_product(call, catalog, cap.results))
+
+    def cart_view(world):
+        return world, base
+
+    def cart_op(fn):
+        def run(world):
+            new, error, ref = fn(world, call, catalog)
+            return new, base.replace(error=error, ref=ref)
+        return run
+
+    def order_list(world):
+        return with_ids(world, *orders.order_list(world, call, cap.results))
+
+    def order_status(world):
+        return world, base.replace(error=orders.order_get_status(world, call), ref=call.order)
+
+    def checkout(world):
+        new, error, ref = orders.order_checkout(key, world, call, catalog)
+        return new, base.replace(error=error, ref=ref)
+
+    def check(world):
+        error, eligible, window, days = returns.check_eligibility(world, call, catalog)
+        return world, base.replace(error=error, eligible=eligible, window=window, days_since=days)
+
+    def return_op(fn):
+        def run(world):
+            new, error, ref, fee = fn(world, call, catalog)
+            return new, base.replace(error=error, ref=ref, fee=fee)
+        return run
+
+    def policy(world):
+        scores = policy_search_scores(params.policy_tokens, call.query)                # [NR]
+        k = min(MAX_POLICY_TOP_K, cap.policy_results, scores.shape[0])
+        top, idx = jax.lax.top_k(scores, k)
+        ids = jnp.where((top > 0) & (jnp.arange(k) < call.top_k), idx, -1)
+        error = jnp.select([jnp.all(call.query == 0), (call.top_k < 1) | (call.top_k > MAX_POLICY_TOP_K)],
+                           [ToolError.EMPTY_QUERY, ToolError.BAD_ARGUMENT], ToolError.OK).astype(jnp.int32)
+        policy_ids = jnp.full((cap.policy_results,), -1, jnp.int32).at[:k].set(ids)
+        return world, base.replace(error=error, policy=jnp.where(error == ToolError.OK, policy_ids, -1))
+
+    def now(world):
+        return world, base
+
+    def visits(world):
+        return with_ids(world, jnp.int32(ToolError.OK), catalog_tools.visit_history(world, cap.results))
+
+    return (
+        search, rerank, product, product,
+        cart_view, cart_op(cart.cart_add), cart_op(cart.cart_remove), cart_op(cart.cart_set_quantity),
+        order_list, order_status, checkout,
+        check, return_op(returns.return_initiate), return_op(returns.return_exchange),
+        policy, now, visits,
+    )
+
+
+def apply_call(key: jax.Array, world: World, call: ToolCall, params: WorldParams,
+               search_ids: jnp.ndarray, allowed: jnp.ndarray | bool = True) -> Branch:
+    """Run one tool call. A call outside the budget (`allowed` False) or naming no known tool changes
+    nothing and returns an error; tool = -1 is an empty slot. search_ids [K]: this call's retrieval."""
+    known = (call.tool >= 0) & (call.tool < len(TOOL_NAMES))
+    branches = _branches(key, call, params, search_ids)
+    new, result = jax.lax.switch(jnp.clip(call.tool, 0, len(TOOL_NAMES) - 1), branches, world)
+    shows = jnp.isin(call.tool, jnp.asarray(sorted(SHOWS_PRODUCTS))) & (result.error == ToolError.OK)
+    new = jax.tree.map(lambda a, b: jnp.where(shows, a, b), add_seen(new, result.ids), new)
+    empty = call.tool == -1
+    refused = jnp.where(~known, ToolError.UNKNOWN_TOOL, ToolError.BUDGET_EXCEEDED).astype(jnp.int32)
+    run = known & jnp.asarray(allowed)
+    new = jax.tree.map(lambda a, b: jnp.where(run, a, b), new, world)
+    result = jax.tree.map(lambda a, b: jnp.where(run, a, b), result,
+                          empty_result(params.cap, call.tool, jnp.where(empty, ToolError.OK, refused)))
+    counted = ~empty
+    new = new.replace(tool_calls=world.tool_calls + counted.astype(jnp.int32),
+                      tool_errors=world.tool_errors + (counted & (result.error != ToolError.OK)).astype(jnp.int32))
+    return new, result
+
+
+def run_calls(key: jax.Array, world: World, calls: ToolCall, params: WorldParams, budget: jnp.ndarray,
+              search_ids: jnp.ndarray) -> tuple[World, ToolResult]:
+    """Run one turn's calls in order; calls beyond `budget` get BUDGET_EXCEEDED.
+
+    calls [NC] (stacked ToolCall), search_ids [NC, K] -> (world, results [NC]).
+    """
+    def body(w, xs):
+        i, call, ids = xs
+        return apply_call(jax.random.fold_in(key, i), w, call, params, ids, i < budget)
+
+    n = calls.tool.shape[0]
+    return jax.lax.scan(body, world, (jnp.arange(n), calls, search_ids))
+
+
+def search_calls(keys: jax.Array, calls: ToolCall, params: WorldParams, depth: jnp.ndarray,
+                 eps: jnp.ndarray) -> jnp.ndarray:
+    """Retrieval for every search call of a batch at once (skipped when there is none).
+
+    keys [B] per-world turn keys; calls [B, NC]; depth/eps [B] (retrieval depth top_k(d), eps_rank(d))
+    -> ids [B, NC, K]. Call i of world b draws its rank noise from fold_in(keys[b], i), like `run_calls`.
+    """
+    b, nc = calls.tool.shape
+    k = params.cap.results
+    flat = jax.tree.map(lambda x: x.reshape((b * nc,) + x.shape[2:]), calls)
+    is_search = flat.tool == TOOL_INDEX["catalog.search"]
+
+    def run(_):
+        call_keys = jax.vmap(lambda kk: jax.vmap(lambda i: _search_key(kk, i))(jnp.arange(nc)))(keys)
+        ids = catalog_tools.search_batch(
+            call_keys.reshape(b * nc), params.catalog, flat.query, flat.filters, flat.top_k,
+            jnp.repeat(depth, nc), jnp.repeat(eps, nc), k)
+        return jnp.where(is_search[:, None], ids, -1)
+
+    ids = jax.lax.cond(jnp.any(is_search), run, lambda _: jnp.full((b * nc, k), -1, jnp.int32), None)
+    return ids.reshape(b, nc, k)
+
+
+def _search_key(key: jax.Array, i: jnp.ndarray) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(key, i), SEARCH_SALT)
+
+
+def run_calls_batch(keys: jax.Array, worlds: World, calls: ToolCall, params: WorldParams, budget: jnp.ndarray,
+                    depth: jnp.ndarray, eps: jnp.ndarray) -> tuple[World, ToolResult]:
+    """A batch of worlds each running one turn's calls. keys/worlds [B], calls [B, NC], budget/depth/eps [B].
+
+    World b's outcome depends only on keys[b] and its own inputs, never on its position in the batch.
+    """
+    ids = search_calls(keys, calls, params, depth, eps)
+    return jax.vmap(run_calls, in_axes=(0, 0, 0, None, 0, 0))(keys, worlds, calls, params, budget, ids)
+
+
+def run_turn(key: jax.Array, world: World, calls: ToolCall, params: WorldParams, budget: jnp.ndarray,
+             depth: jnp.ndarray, eps: jnp.ndarray) -> tuple[World, ToolResult]:
+    """One world running one turn's calls [NC]; equals row b of `run_calls_batch` for the same inputs."""
+    batched = jax.tree.map(lambda x: x[None], (key, world, calls, budget, depth, eps))
+    key_b, world_b, calls_b, budget_b, depth_b, eps_b = batched
+    out = run_calls_batch(key_b, world_b, calls_b, params, budget_b, depth_b, eps_b)
+    return jax.tree.map(lambda x: x[0], out)

@@ -1,0 +1,39 @@
+"""Test session setup: CPU JAX with 8 simulated devices, no network, fixed seeds."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ["JAX_PLATFORMS"] = "cpu"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ecomjax", deadline=None, max_examples=30, derandomize=True)
+settings.load_profile("ecomjax")
+
+
+@pytest.fixture(autouse=True)
+def _fixed_numpy_seed():
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def cpu_devices():
+    devices = jax.devices("cpu")
+    assert len(devices) == 8, "tests expect 8 simulated CPU devices"
+    return devices
+
+
+@pytest.fixture(scope="session")
+def small_catalog():
+    """A 2,000-product synthetic catalog shared by the whole session."""
+    from ecomjax.catalog import synthetic
+
+    return synthetic(2000, seed=0)
