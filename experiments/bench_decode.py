@@ -10,14 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import os
-import platform
-import shlex
-import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,9 +23,9 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from ecomjax.models.qwen3 import Qwen3, Qwen3Config, tiny_config  # noqa: E402
+from experiments.benchlib import BENCHMARKS_FILE, header, time_call, write_section  # noqa: E402
 from ecomjax.models.qwen3.sampler import GREEDY, generate  # noqa: E402
 
-BENCHMARKS_FILE = REPO / "BENCHMARKS.md"
 DECODE_SECTION = "## Decode (Qwen3 sampler)"
 ROOFLINE_SECTION = "## Decode roofline (Qwen3-0.6B shape)"
 CPU_BATCHES = (1, 64, 256)
@@ -52,31 +45,6 @@ ROOFLINE_BATCH, ROOFLINE_PROMPT, ROOFLINE_NEW, ROOFLINE_CHUNK = 256, 1024, 256, 
 SMALL_OVERRIDES = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16)
 SMALL_BATCH, SMALL_PROMPT, SMALL_NEW, SMALL_CHUNK = 4, 32, 16, 16
 COPY_BYTES = 1 << 30
-
-
-@dataclasses.dataclass(frozen=True)
-class Timing:
-    """Seconds of the first call (compile + run) and median of the timed calls."""
-
-    first_s: float
-    median_s: float
-
-    @property
-    def compile_s(self) -> float:
-        return max(self.first_s - self.median_s, 0.0)
-
-
-def time_call(fn: Callable[[], object], runs: int) -> Timing:
-    """Times `fn` once cold and `runs` times warm (blocking on its result)."""
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return Timing(first, statistics.median(times))
 
 
 def random_prompts(vocab: int, batch: int, length: int, seed: int = 0) -> tuple[jax.Array, jax.Array]:
@@ -123,39 +91,6 @@ def param_bytes(model: Qwen3) -> int:
 def kv_bytes_per_step(cfg: Qwen3Config, batch: int, slots: int, itemsize: int) -> int:
     """Keys + values of every layer read by one decode step over `slots` cache slots."""
     return 2 * cfg.num_layers * batch * slots * cfg.num_kv_heads * cfg.head_dim * itemsize
-
-
-def machine() -> str:
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
-    device = jax.devices()[0]
-    return f"{platform.platform()}, {platform.machine()}, nproc={nproc}, jax {jax.__version__} on {device.platform} ({device.device_kind})"
-
-
-def command() -> str:
-    return shlex.join(["python", *sys.argv])
-
-
-def replace_section(text: str, heading: str, body: str) -> str:
-    """`text` with the markdown section `heading` (up to the next "## ") replaced or appended."""
-    lines = text.splitlines()
-    section = [heading, "", *body.strip("\n").splitlines(), ""]
-    if heading not in lines:
-        prefix = lines + ([""] if lines and lines[-1] else [])
-        return "\n".join(prefix + section).rstrip("\n") + "\n"
-    start = lines.index(heading)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return "\n".join(lines[:start] + section + lines[end:]).rstrip("\n") + "\n"
-
-
-def write_section(heading: str, body: str) -> None:
-    existing = BENCHMARKS_FILE.read_text() if BENCHMARKS_FILE.exists() else "# Benchmarks\n"
-    BENCHMARKS_FILE.write_text(replace_section(existing, heading, body))
-    print(f"wrote {heading!r} to {BENCHMARKS_FILE}")
-
-
-def header(notes: str) -> str:
-    today = datetime.date.today().isoformat()
-    return f"- date: {today}\n- machine: {machine()}\n- command: `{command()}`\n- {notes}\n"
 
 
 def cpu_benchmark(runs: int) -> str:

@@ -58,7 +58,15 @@ class WorldParams:
 Branch = tuple[World, ToolResult]
 
 
-def _branches(key: jax.Array, call: ToolCall, params: WorldParams, search_ids: jnp.ndarray):
+@struct.dataclass
+class Retrieval:
+    """Per-call results of the retrieval tools, computed for a whole batch before dispatch."""
+
+    search: jnp.ndarray             # [..., K] product ids of catalog.search
+    policy: jnp.ndarray             # [..., KP] rule ids of policy.search
+
+
+def _branches(key: jax.Array, call: ToolCall, params: WorldParams, retrieved: Retrieval):
     """One function per tool: world -> (world, result). Order matches TOOL_NAMES."""
     catalog, cap = params.catalog, params.cap
     base = empty_result(cap, call.tool)
@@ -68,7 +76,7 @@ def _branches(key: jax.Array, call: ToolCall, params: WorldParams, search_ids: j
 
     def search(world):
         error = catalog_tools.search_error(call)
-        return with_ids(world, error, jnp.where(error == ToolError.OK, search_ids, -1))
+        return with_ids(world, error, jnp.where(error == ToolError.OK, retrieved.search, -1))
 
     def rerank(world):
         return with_ids(world, *catalog_tools.rerank(call, catalog, cap.results))
@@ -106,14 +114,9 @@ def _branches(key: jax.Array, call: ToolCall, params: WorldParams, search_ids: j
         return run
 
     def policy(world):
-        scores = policy_search_scores(params.policy_tokens, call.query)                # [NR]
-        k = min(MAX_POLICY_TOP_K, cap.policy_results, scores.shape[0])
-        top, idx = jax.lax.top_k(scores, k)
-        ids = jnp.where((top > 0) & (jnp.arange(k) < call.top_k), idx, -1)
         error = jnp.select([jnp.all(call.query == 0), (call.top_k < 1) | (call.top_k > MAX_POLICY_TOP_K)],
                            [ToolError.EMPTY_QUERY, ToolError.BAD_ARGUMENT], ToolError.OK).astype(jnp.int32)
-        policy_ids = jnp.full((cap.policy_results,), -1, jnp.int32).at[:k].set(ids)
-        return world, base.replace(error=error, policy=jnp.where(error == ToolError.OK, policy_ids, -1))
+        return world, base.replace(error=error, policy=jnp.where(error == ToolError.OK, retrieved.policy, -1))
 
     def now(world):
         return world, base
@@ -131,11 +134,11 @@ def _branches(key: jax.Array, call: ToolCall, params: WorldParams, search_ids: j
 
 
 def apply_call(key: jax.Array, world: World, call: ToolCall, params: WorldParams,
-               search_ids: jnp.ndarray, allowed: jnp.ndarray | bool = True) -> Branch:
+               retrieved: Retrieval, allowed: jnp.ndarray | bool = True) -> Branch:
     """Run one tool call. A call outside the budget (`allowed` False) or naming no known tool changes
-    nothing and returns an error; tool = -1 is an empty slot. search_ids [K]: this call's retrieval."""
+    nothing and returns an error; tool = -1 is an empty slot. `retrieved`: this call's retrieval."""
     known = (call.tool >= 0) & (call.tool < len(TOOL_NAMES))
-    branches = _branches(key, call, params, search_ids)
+    branches = _branches(key, call, params, retrieved)
     new, result = jax.lax.switch(jnp.clip(call.tool, 0, len(TOOL_NAMES) - 1), branches, world)
     shows = jnp.isin(call.tool, jnp.asarray(sorted(SHOWS_PRODUCTS))) & (result.error == ToolError.OK)
     new = jax.tree.map(lambda a, b: jnp.where(shows, a, b), add_seen(new, result.ids), new)
@@ -152,40 +155,50 @@ def apply_call(key: jax.Array, world: World, call: ToolCall, params: WorldParams
 
 
 def run_calls(key: jax.Array, world: World, calls: ToolCall, params: WorldParams, budget: jnp.ndarray,
-              search_ids: jnp.ndarray) -> tuple[World, ToolResult]:
+              retrieved: Retrieval) -> tuple[World, ToolResult]:
     """Run one turn's calls in order; calls beyond `budget` get BUDGET_EXCEEDED.
 
-    calls [NC] (stacked ToolCall), search_ids [NC, K] -> (world, results [NC]).
+    calls [NC] (stacked ToolCall), retrieved [NC] -> (world, results [NC]).
     """
     def body(w, xs):
-        i, call, ids = xs
-        return apply_call(jax.random.fold_in(key, i), w, call, params, ids, i < budget)
+        i, call, got = xs
+        return apply_call(jax.random.fold_in(key, i), w, call, params, got, i < budget)
 
     n = calls.tool.shape[0]
-    return jax.lax.scan(body, world, (jnp.arange(n), calls, search_ids))
+    return jax.lax.scan(body, world, (jnp.arange(n), calls, retrieved))
 
 
-def search_calls(keys: jax.Array, calls: ToolCall, params: WorldParams, depth: jnp.ndarray,
-                 eps: jnp.ndarray) -> jnp.ndarray:
-    """Retrieval for every search call of a batch at once (skipped when there is none).
+def retrieve(keys: jax.Array, calls: ToolCall, params: WorldParams, depth: jnp.ndarray,
+             eps: jnp.ndarray) -> Retrieval:
+    """Retrieval for every search / policy.search call of a batch at once (each skipped when absent).
 
     keys [B] per-world turn keys; calls [B, NC]; depth/eps [B] (retrieval depth top_k(d), eps_rank(d))
-    -> ids [B, NC, K]. Call i of world b draws its rank noise from fold_in(keys[b], i), like `run_calls`.
+    -> Retrieval [B, NC]. Call i of world b draws its rank noise from keys[b] and i only.
     """
     b, nc = calls.tool.shape
-    k = params.cap.results
+    k, kp = params.cap.results, params.cap.policy_results
     flat = jax.tree.map(lambda x: x.reshape((b * nc,) + x.shape[2:]), calls)
     is_search = flat.tool == TOOL_INDEX["catalog.search"]
+    is_policy = flat.tool == TOOL_INDEX["policy.search"]
 
-    def run(_):
+    def search(_):
         call_keys = jax.vmap(lambda kk: jax.vmap(lambda i: _search_key(kk, i))(jnp.arange(nc)))(keys)
         ids = catalog_tools.search_batch(
             call_keys.reshape(b * nc), params.catalog, flat.query, flat.filters, flat.top_k,
             jnp.repeat(depth, nc), jnp.repeat(eps, nc), k)
         return jnp.where(is_search[:, None], ids, -1)
 
-    ids = jax.lax.cond(jnp.any(is_search), run, lambda _: jnp.full((b * nc, k), -1, jnp.int32), None)
-    return ids.reshape(b, nc, k)
+    def policy(_):
+        scores = jax.vmap(policy_search_scores, in_axes=(None, 0))(params.policy_tokens, flat.query)  # [N, NR]
+        width = min(MAX_POLICY_TOP_K, kp, scores.shape[1])
+        top, idx = jax.lax.top_k(scores, width)
+        keep = (top > 0) & (jnp.arange(width)[None, :] < flat.top_k[:, None]) & is_policy[:, None]
+        return jnp.full((b * nc, kp), -1, jnp.int32).at[:, :width].set(jnp.where(keep, idx, -1))
+
+    none = lambda width: lambda _: jnp.full((b * nc, width), -1, jnp.int32)  # noqa: E731
+    search_ids = jax.lax.cond(jnp.any(is_search), search, none(k), None)
+    policy_ids = jax.lax.cond(jnp.any(is_policy), policy, none(kp), None)
+    return Retrieval(search=search_ids.reshape(b, nc, k), policy=policy_ids.reshape(b, nc, kp))
 
 
 def _search_key(key: jax.Array, i: jnp.ndarray) -> jax.Array:
@@ -198,8 +211,8 @@ def run_calls_batch(keys: jax.Array, worlds: World, calls: ToolCall, params: Wor
 
     World b's outcome depends only on keys[b] and its own inputs, never on its position in the batch.
     """
-    ids = search_calls(keys, calls, params, depth, eps)
-    return jax.vmap(run_calls, in_axes=(0, 0, 0, None, 0, 0))(keys, worlds, calls, params, budget, ids)
+    retrieved = retrieve(keys, calls, params, depth, eps)
+    return jax.vmap(run_calls, in_axes=(0, 0, 0, None, 0, 0))(keys, worlds, calls, params, budget, retrieved)
 
 
 def run_turn(key: jax.Array, world: World, calls: ToolCall, params: WorldParams, budget: jnp.ndarray,
