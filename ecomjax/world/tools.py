@@ -169,11 +169,14 @@ def run_calls(key: jax.Array, world: World, calls: ToolCall, params: WorldParams
 
 
 def retrieve(keys: jax.Array, calls: ToolCall, params: WorldParams, depth: jnp.ndarray,
-             eps: jnp.ndarray) -> Retrieval:
-    """Retrieval for every search / policy.search call of a batch at once (each skipped when absent).
+             eps: jnp.ndarray, skip_absent: bool = True) -> Retrieval:
+    """Retrieval for every search / policy.search call of a batch at once.
 
     keys [B] per-world turn keys; calls [B, NC]; depth/eps [B] (retrieval depth top_k(d), eps_rank(d))
     -> Retrieval [B, NC]. Call i of world b draws its rank noise from keys[b] and i only.
+    skip_absent: skip each retrieval with `lax.cond` when no call of the batch needs it. Callers that
+    may run under `vmap` pass False: on jax 0.10.2 (CPU), jit(vmap(cond)) around `lax.top_k` returns
+    wrong ids (tests/test_world_tools.py pins the vmapped path).
     """
     b, nc = calls.tool.shape
     k, kp = params.cap.results, params.cap.policy_results
@@ -196,8 +199,11 @@ def retrieve(keys: jax.Array, calls: ToolCall, params: WorldParams, depth: jnp.n
         return jnp.full((b * nc, kp), -1, jnp.int32).at[:, :width].set(jnp.where(keep, idx, -1))
 
     none = lambda width: lambda _: jnp.full((b * nc, width), -1, jnp.int32)  # noqa: E731
-    search_ids = jax.lax.cond(jnp.any(is_search), search, none(k), None)
-    policy_ids = jax.lax.cond(jnp.any(is_policy), policy, none(kp), None)
+    if skip_absent:
+        search_ids = jax.lax.cond(jnp.any(is_search), search, none(k), None)
+        policy_ids = jax.lax.cond(jnp.any(is_policy), policy, none(kp), None)
+    else:
+        search_ids, policy_ids = search(None), policy(None)
     return Retrieval(search=search_ids.reshape(b, nc, k), policy=policy_ids.reshape(b, nc, kp))
 
 
@@ -206,12 +212,13 @@ def _search_key(key: jax.Array, i: jnp.ndarray) -> jax.Array:
 
 
 def run_calls_batch(keys: jax.Array, worlds: World, calls: ToolCall, params: WorldParams, budget: jnp.ndarray,
-                    depth: jnp.ndarray, eps: jnp.ndarray) -> tuple[World, ToolResult]:
+                    depth: jnp.ndarray, eps: jnp.ndarray, skip_absent: bool = True) -> tuple[World, ToolResult]:
     """A batch of worlds each running one turn's calls. keys/worlds [B], calls [B, NC], budget/depth/eps [B].
 
     World b's outcome depends only on keys[b] and its own inputs, never on its position in the batch.
+    Not meant to be vmapped itself (see `retrieve`); `run_turn` is the vmappable single-world form.
     """
-    retrieved = retrieve(keys, calls, params, depth, eps)
+    retrieved = retrieve(keys, calls, params, depth, eps, skip_absent)
     return jax.vmap(run_calls, in_axes=(0, 0, 0, None, 0, 0))(keys, worlds, calls, params, budget, retrieved)
 
 
@@ -220,5 +227,5 @@ def run_turn(key: jax.Array, world: World, calls: ToolCall, params: WorldParams,
     """One world running one turn's calls [NC]; equals row b of `run_calls_batch` for the same inputs."""
     batched = jax.tree.map(lambda x: x[None], (key, world, calls, budget, depth, eps))
     key_b, world_b, calls_b, budget_b, depth_b, eps_b = batched
-    out = run_calls_batch(key_b, world_b, calls_b, params, budget_b, depth_b, eps_b)
+    out = run_calls_batch(key_b, world_b, calls_b, params, budget_b, depth_b, eps_b, skip_absent=False)
     return jax.tree.map(lambda x: x[0], out)
