@@ -28,9 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-TASK_NAMES: tuple[str, ...] = (
-    "PD", "SUB", "CART", "RETURN", "STATUS", "POLICY", "BUNDLE", "JOURNEY",
-)
+from ecomjax.tasks.goal import TASK_NAMES
+
 NUM_TASKS: int = len(TASK_NAMES)
 _TASK_ID: dict[str, int] = {name: i for i, name in enumerate(TASK_NAMES)}
 

@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     step = jax.jit(run_calls_batch)
     keys = jax.random.split(jax.random.key(args.seed), b)
     rows = []
+    results = None
     for i, turn in enumerate(turns):
         one = jax.tree.map(lambda *x: jnp.stack(x), *turn)
         calls = jax.tree.map(lambda x: jnp.broadcast_to(x, (b,) + x.shape), one)
@@ -98,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
             hits = np.asarray(results.ids[:, 0, 0]) == targets
             odd = np.arange(b) % 2 == 1
             console.print(f"search: the named product ranks first for {hits[odd].mean():.1%} of unfiltered "
-                          f"queries; example: {vocab.title(int(targets[0]))!r} -> "
-                          f"{[vocab.title(int(p)) for p in np.asarray(results.ids[0, 0, :3])]}")
+                          f"queries; example: {vocab.title(int(targets[1]))!r} -> "
+                          f"{[vocab.title(int(p)) for p in np.asarray(results.ids[1, 0, :3])]}")
     table = Table(title=f"{b} environments, one batched turn per row group")
     for col in ("tool", "envs", "ok", "errors", "calls/s (warm)", "compile s"):
         table.add_column(col)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from ecomjax.catalog.lexical import hash_text
-from ecomjax.catalog.retrieval import no_filters
 from ecomjax.catalog.schema import QUERY_TOKENS
 from ecomjax.world import (
     TOOL_INDEX, TOOL_NAMES, Capacities, ToolError, WorldParams, empty_world, make_call, run_calls_batch, run_turn,

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from ecomjax.tasks.action import Answer, no_answer
-from ecomjax.tasks.goal import MAX_INTENTS, NUM_SLOTS, IntentGoal
+from ecomjax.tasks.goal import MAX_INTENTS, IntentGoal
 from ecomjax.world.state import Capacities, ToolResult, World, empty_result
 
 USER_ACTS: tuple[str, ...] = (

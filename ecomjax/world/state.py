@@ -34,7 +34,7 @@ class Capacities:
     orders: int = 12
     order_lines: int = 5
     returns: int = 8
-    seen: int = 512
+    seen: int = 1024                # power of two (hash set)
     oos: int = 32
     episode_variants: int = 5       # products that get EPISODE_VARIANTS synthetic variants
     visits: int = 16
@@ -76,7 +76,7 @@ class World:
     ret_method: jnp.ndarray         # [R] int32
     ret_new_product: jnp.ndarray    # [R] int32 (exchanges)
     ret_new_variant: jnp.ndarray    # [R] int32
-    seen: jnp.ndarray               # [S] int32 product ids shown to the agent, -1 empty
+    seen: jnp.ndarray               # [S] int32 hash set of product ids shown to the agent, -1 empty
     seen_count: jnp.ndarray         # [] int32 distinct ids in `seen`
     seen_overflow: jnp.ndarray      # [] int32 ids that did not fit
     oos: jnp.ndarray                # [K] int32 products out of stock in this episode only, -1 empty
@@ -237,24 +237,40 @@ def unit_price(world: World, catalog: Catalog, p: jnp.ndarray, v: jnp.ndarray) -
     return jnp.maximum(1, catalog.price_cents[ps] + delta)
 
 
+SEEN_PROBES = 8                 # linear-probing window of the seen-id hash set
+
+
+def _seen_slots(ids: jnp.ndarray, size: int) -> jnp.ndarray:
+    """Probe positions of ids in a power-of-two hash table. [K] -> [K, SEEN_PROBES]."""
+    h = (ids.astype(jnp.uint32) * jnp.uint32(2654435761)) >> jnp.uint32(32 - size.bit_length() + 1)
+    return ((h[:, None] + jnp.arange(SEEN_PROBES, dtype=jnp.uint32)) % jnp.uint32(size)).astype(jnp.int32)
+
+
 def add_seen(world: World, ids: jnp.ndarray) -> World:
-    """Record product ids shown to the agent (deduplicated; -1 ignored; overflow counted). ids [K]."""
-    k = ids.shape[0]
+    """Record product ids shown to the agent in the seen-id hash set (-1 ignored; ids that find no free
+    slot within SEEN_PROBES are counted in seen_overflow). ids [K]."""
     size = world.seen.shape[0]
-    earlier = jnp.tril(jnp.ones((k, k), bool), -1)
-    dup_in_batch = jnp.any((ids[:, None] == ids[None, :]) & earlier, axis=1)
-    new = (ids >= 0) & ~dup_in_batch & ~jnp.any(ids[:, None] == world.seen[None, :], axis=1)  # [K]
-    pos = world.seen_count + jnp.cumsum(new) - 1
-    fits = new & (pos < size)
-    seen = world.seen.at[jnp.where(fits, pos, size)].set(ids, mode="drop")
-    added = jnp.sum(fits).astype(jnp.int32)
-    return world.replace(seen=seen, seen_count=world.seen_count + added,
-                         seen_overflow=world.seen_overflow + jnp.sum(new & ~fits).astype(jnp.int32))
+
+    def insert(carry, p):
+        table, count, overflow = carry
+        pos = _seen_slots(p[None], size)[0]                                       # [PROBES]
+        here = table[pos]
+        present = jnp.any(here == p)
+        free = here == -1
+        slot = pos[jnp.argmax(free)]
+        put = (p >= 0) & ~present & jnp.any(free)
+        table = table.at[jnp.where(put, slot, size)].set(p, mode="drop")
+        lost = (p >= 0) & ~present & ~jnp.any(free)
+        return (table, count + put.astype(jnp.int32), overflow + lost.astype(jnp.int32)), None
+
+    (table, count, overflow), _ = jax.lax.scan(insert, (world.seen, world.seen_count, world.seen_overflow), ids)
+    return world.replace(seen=table, seen_count=count, seen_overflow=overflow)
 
 
 def was_seen(world: World, ids: jnp.ndarray) -> jnp.ndarray:
     """Whether each id was shown to the agent. ids [K] -> [K] bool (-1 -> False)."""
-    return (ids >= 0) & jnp.any(ids[:, None] == world.seen[None, :], axis=1)
+    size = world.seen.shape[0]
+    return (ids >= 0) & jnp.any(world.seen[_seen_slots(ids, size)] == ids[:, None], axis=1)
 
 
 def key_for_call(key: jax.Array, index: jnp.ndarray) -> jax.Array:
