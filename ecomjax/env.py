@@ -10,7 +10,7 @@ from ecomjax.catalog.types import Catalog
 from ecomjax.curriculum import collection_tasks
 from ecomjax.tasks import bundle, cart, pd, policy, returns, status, sub
 from ecomjax.tasks.action import Action
-from ecomjax.tasks.difficulty import Difficulty, check_difficulty, difficulty
+from ecomjax.tasks.difficulty import Difficulty, check_difficulty, difficulty, episode_difficulty
 from ecomjax.tasks.episode import (
     AGENT_DONE, FORMAT_INVALID, RUNNING, SAFETY_VIOLATION, T_MAX, TERMINATIONS, TOOL_INVALID, USER_QUIT,
     EpisodeState, UserMessage, initial_state, intent_goal, no_message,
@@ -20,7 +20,7 @@ from ecomjax.tasks.rewards import RewardConfig, compose, efficiency, hallucinati
 from ecomjax.user import core as user
 from ecomjax.world.policy_kb import kb_arrays
 from ecomjax.world.state import Capacities, ToolResult, World, empty_world
-from ecomjax.world.tools import WorldParams, run_turn
+from ecomjax.world.tools import WorldParams, run_calls_batch, run_turn
 
 BASE_TASKS = (pd, sub, cart, returns, status, policy, bundle)      # index = task id; JOURNEY composes them
 JOURNEY = TASK["JOURNEY"]
@@ -92,7 +92,8 @@ def _generate(key, task, diff: Difficulty, world: World, wp: WorldParams, used: 
     """Goals [I] and the world for an episode of `task` (JOURNEY: L_int(d) intents on one world)."""
     k_tasks, k_gen = jax.random.split(key)
     journey = task == JOURNEY
-    sub_tasks = jnp.asarray(used)[jax.random.randint(k_tasks, (MAX_INTENTS,), 0, len(used))]
+    order = jax.random.permutation(k_tasks, len(used))                # distinct tasks: intents never share a
+    sub_tasks = jnp.asarray(used)[jnp.resize(order, (MAX_INTENTS,))]  # cart or a return line
     tasks = jnp.where(journey, sub_tasks, jnp.full((MAX_INTENTS,), task))
     n = jnp.where(journey, diff.l_int, 1)
 
@@ -139,7 +140,7 @@ class ShopEnv:
         d = jnp.asarray(0 if difficulty_level is None else difficulty_level, jnp.int32)
         diff = difficulty(d)
         today = TODAY_MIN + jax.random.randint(k_today, (), 0, TODAY_SPAN)
-        world = empty_world(params.cap, today)
+        world = jax.lax.optimization_barrier(empty_world(params.cap, today))   # no constant-folding of generators
         goals, world, n = _generate(k_gen, jnp.asarray(task, jnp.int32), diff, world, params.world,
                                     params.base_tasks)
         first = no_message().replace(new_intent=jnp.asarray(True))
@@ -147,10 +148,27 @@ class ShopEnv:
         return state, self._timestep(state, jnp.float32(0.0), self._info(state, params, None))
 
     def step(self, key: jax.Array, state: EpisodeState, action: Action, params: EnvParams):
-        wp, cfg = params.world, params.reward
-        diff = difficulty(state.d)
+        """One agent turn of one episode (vmappable)."""
+        diff = episode_difficulty(state.d, state.num_intents)
         k_tools, k_user = jax.random.split(key)
-        world, results = run_turn(k_tools, state.world, action.calls, wp, diff.b_tool, diff.top_k, diff.eps_rank)
+        world, results = run_turn(k_tools, state.world, action.calls, params.world, diff.b_tool, diff.top_k,
+                                  diff.eps_rank)
+        return self._after_tools(k_user, state, action, world, results, params)
+
+    def step_batch(self, keys: jax.Array, states: EpisodeState, actions: Action, params: EnvParams):
+        """`vmap(step)` for a batch, with retrieval batched outside the vmap (skipped when no env of the
+        batch searches). Equals `vmap(step)` exactly; do not vmap this function itself."""
+        diff = jax.vmap(episode_difficulty)(states.d, states.num_intents)
+        split = jax.vmap(jax.random.split)(keys)
+        worlds, results = run_calls_batch(split[:, 0], states.world, actions.calls, params.world, diff.b_tool,
+                                          diff.top_k, diff.eps_rank, skip_absent=True)
+        return jax.vmap(lambda k, s, a, w, r: self._after_tools(k, s, a, w, r, params))(
+            split[:, 1], states, actions, worlds, results)
+
+    def _after_tools(self, k_user, state: EpisodeState, action: Action, world: World, results: ToolResult,
+                     params: EnvParams):
+        wp, cfg = params.world, params.reward
+        diff = episode_difficulty(state.d, state.num_intents)
         called = results.tool != -1
         tool_error = jnp.any(called & (results.error != 0))
         answer = action.answer
@@ -186,7 +204,7 @@ class ShopEnv:
 
     def _info(self, state: EpisodeState, params: EnvParams, diff: Difficulty | None) -> dict:
         wp, cfg = params.world, params.reward
-        diff = difficulty(state.d) if diff is None else diff
+        diff = episode_difficulty(state.d, state.num_intents) if diff is None else diff
         r_i, ok_i, parts = _verify(wp, state.world, state, diff, params.base_tasks)
         n = state.num_intents
         used = jnp.arange(MAX_INTENTS) < n
@@ -227,3 +245,24 @@ def make(env_id: str, catalog: Catalog, cap: Capacities = Capacities(),
 
 
 __all__ = ["EnvParams", "Observation", "ShopEnv", "TimeStep", "TERMINATIONS", "INFO_KEYS", "check_difficulty", "make"]
+
+
+@dataclass(frozen=True)
+class AutoReset:
+    """Wrapper: a step that ends an episode returns the terminal TimeStep and a fresh episode's state.
+
+    The new episode's task is drawn from the collection; its difficulty is `difficulty_level` (a per-env
+    array when a curriculum drives it)."""
+
+    env: ShopEnv
+
+    def reset(self, key, params: EnvParams, difficulty_level=None, task=None):
+        return self.env.reset(key, params, difficulty_level, task)
+
+    def step(self, key: jax.Array, state: EpisodeState, action: Action, params: EnvParams, difficulty_level=None):
+        k_step, k_reset = jax.random.split(key)
+        state, ts = self.env.step(k_step, state, action, params)
+        d = state.d if difficulty_level is None else difficulty_level
+        fresh, _ = self.env.reset(k_reset, params, d)
+        state = jax.tree.map(lambda new, old: jnp.where(ts.terminated, new, old), fresh, state)
+        return state, ts

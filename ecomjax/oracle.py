@@ -5,7 +5,7 @@ import jax.numpy as jnp
 
 from ecomjax.env import JOURNEY, EnvParams, dispatch
 from ecomjax.tasks.action import Action, noop_action
-from ecomjax.tasks.difficulty import difficulty
+from ecomjax.tasks.difficulty import episode_difficulty
 from ecomjax.tasks.episode import EpisodeState
 from ecomjax.tasks.goal import MAX_INTENTS
 
@@ -14,7 +14,7 @@ def act(key: jax.Array, state: EpisodeState, params: EnvParams) -> Action:
     """The oracle's next turn: work on the earliest introduced, unanswered intent; say `done` with the
     answer to the last intent."""
     wp = params.world
-    diff = difficulty(state.d)
+    diff = episode_difficulty(state.d, state.num_intents)
     open_ = (jnp.arange(MAX_INTENTS) < state.introduced) & ~state.answered
     i = jnp.argmax(open_)
     task = state.goal.task[i]

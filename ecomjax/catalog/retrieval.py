@@ -18,7 +18,8 @@ from ecomjax.catalog.types import Catalog, Vocab
 
 NUM_EQ = len(EQ_FILTER_KEYS)
 NUM_RANGE = len(RANGE_FIELDS)
-SCORE_BUDGET = 1 << 25          # score elements per query chunk ([chunk, P] float32 = 128 MiB)
+SCORE_BUDGET = 1 << 25          # score elements per query chunk on CPU ([chunk, P] float32 = 128 MiB)
+ACCELERATOR_SCORE_BUDGET = 1 << 29   # on GPU/TPU (2 GiB of float32 scores per chunk)
 DEGRADE_TRIES = 4               # same-category draws per degraded slot
 NO_ID = -1
 
@@ -136,7 +137,8 @@ def masked_topk(catalog: Any, q: jnp.ndarray, f: Filters, k: int,
     """
     num_q, num_p = q.shape[0], catalog.emb.shape[0]
     k = min(int(k), num_p)
-    chunk = max(1, min(num_q, SCORE_BUDGET // max(num_p, 1)))
+    budget = SCORE_BUDGET if jax.default_backend() == "cpu" else ACCELERATOR_SCORE_BUDGET
+    chunk = max(1, min(num_q, budget // max(num_p, 1)))
     if chunk >= num_q:
         return _topk_block(catalog, q, f, k, valid)
     pad = (-num_q) % chunk

@@ -34,7 +34,8 @@ def product_values(catalog: Catalog, p: jnp.ndarray) -> jnp.ndarray:
     attr = catalog.attr[ps].astype(jnp.float32)
     num = catalog.num[ps]
     column = {
-        "price": catalog.price_cents[ps] / 100.0, "cat": catalog.category[ps].astype(jnp.float32),
+        "price": catalog.range_values[ps, 0],                 # the filter's own dollars (exact comparisons)
+        "cat": catalog.category[ps].astype(jnp.float32),
         "brand": catalog.brand[ps].astype(jnp.float32), "store": catalog.store[ps].astype(jnp.float32),
         "rating": catalog.rating[ps], "ship_days": catalog.ship_days[ps].astype(jnp.float32),
         "rating_count": catalog.rating_count[ps].astype(jnp.float32),

@@ -86,3 +86,10 @@ def check_difficulty(d: int) -> int:
     if int(d) < 0:
         raise ValueError(f"difficulty must be >= 0, got {int(d)}")
     return int(d)
+
+
+def episode_difficulty(d, num_intents) -> Difficulty:
+    """Axes of an episode with `num_intents` intents: the turn budget T_max(d) is per intent (a JOURNEY of
+    L intents gets L·T_max(d) turns; with one shared T_max most journeys could not be finished)."""
+    diff = difficulty(d)
+    return diff.replace(t_max=diff.t_max * jnp.maximum(jnp.asarray(num_intents, jnp.int32), 1))

@@ -56,7 +56,8 @@ def tighten_price(catalog: Catalog, c_key, c_op, c_value, c_mask) -> jnp.ndarray
     cheapest_in_stock = jnp.min(in_stock)
     bound = jnp.maximum(smallest[POOL - 1], cheapest_in_stock)
     tight = jnp.sum(mask) > POOL
-    new_price = jnp.where(tight, bound.astype(jnp.float32) / 100.0, c_value[0])
+    dollars = jnp.max(jnp.where(mask & (catalog.price_cents <= bound), catalog.range_values[:, 0], -jnp.inf))
+    new_price = jnp.where(tight, dollars, c_value[0])                 # the catalog's own float: exact filter
     return c_value.at[0].set(jnp.minimum(new_price, c_value[0]))
 
 
@@ -70,8 +71,10 @@ def pool_members(catalog: Catalog, c_key, c_op, c_value, c_mask) -> jnp.ndarray:
 
 def make_distractors_oos(key: jax.Array, world: World, catalog: Catalog, members: jnp.ndarray,
                          p_oos: jnp.ndarray, keep: jnp.ndarray) -> World:
-    """Mark each in-stock pool member (except `keep`) out of stock in this episode with probability p_oos."""
+    """Mark each in-stock pool member (except `keep` and products in the visit history, which a CART intent
+    may need) out of stock in this episode with probability p_oos."""
     flip = (jax.random.uniform(key, members.shape) < p_oos) & (members >= 0) & (members != keep)
+    flip &= ~jnp.isin(members, world.visits)              # never a product an earlier intent asks to buy
     flip &= catalog.stock[jnp.clip(members, 0)] > 0
     slots = jnp.cumsum(flip) - 1 + jnp.sum(world.oos >= 0)
     idx = jnp.where(flip & (slots < world.oos.shape[0]), slots, world.oos.shape[0])
@@ -88,9 +91,9 @@ def available(world: World, catalog: Catalog, products: jnp.ndarray) -> jnp.ndar
 def utility(catalog: Catalog, goal: IntentGoal, products: jnp.ndarray, sim_anchor: bool) -> jnp.ndarray:
     """Persona utility u(p) = Σ w_k φ_k(p) in [0, 1]. products [K] -> [K]."""
     ps = jnp.clip(products, 0, catalog.num_products - 1)
-    price = catalog.price_cents[ps] / 100.0
-    span = jnp.maximum(goal.price_hi - goal.price_lo, 1e-6)
-    phi_price = 1.0 - jnp.clip((price - goal.price_lo) / span, 0.0, 1.0)
+    cents = catalog.price_cents[ps].astype(jnp.float32)                               # integers: exact
+    span = jnp.maximum(goal.price_hi - goal.price_lo, 1.0)
+    phi_price = 1.0 - jnp.clip((cents - goal.price_lo) / span, 0.0, 1.0)
     phi_rating = jnp.clip((catalog.rating[ps] - 1.0) / 4.0, 0.0, 1.0)
     phi_ship = 1.0 - jnp.clip(catalog.ship_days[ps] / SHIP_SCALE_DAYS, 0.0, 1.0)
     brand_c = goal.c_mask & (goal.c_key == C.KEY["brand"])
@@ -128,9 +131,9 @@ def finish_pool(wp: WorldParams, world: World, goal: IntentGoal, lambda_sim, sim
     if sim_anchor:
         ok &= members != goal.anchor
     members = jnp.where(ok, members, -1)
-    price = catalog.price_cents[jnp.clip(members, 0)] / 100.0
-    lo = jnp.min(jnp.where(ok, price, jnp.inf))
-    hi = jnp.max(jnp.where(ok, price, -jnp.inf))
+    cents = catalog.price_cents[jnp.clip(members, 0)]
+    lo = jnp.min(jnp.where(ok, cents, jnp.iinfo(jnp.int32).max)).astype(jnp.float32)
+    hi = jnp.max(jnp.where(ok, cents, 0)).astype(jnp.float32)
     goal = goal.replace(pool=members, price_lo=jnp.where(jnp.any(ok), lo, 0.0), price_hi=jnp.where(jnp.any(ok), hi, 1.0))
     util = jnp.where(ok, relevance(wp, world, goal, members, lambda_sim, sim_anchor), 0.0)
     best = -jnp.sort(-util)

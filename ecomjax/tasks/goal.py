@@ -66,8 +66,8 @@ class IntentGoal:
     pool: jnp.ndarray            # [POOL] int32 PD/SUB evaluation pool (feasible, in stock, allowed), -1 pads
     pool_util: jnp.ndarray       # [POOL] float32 utility of each pool product
     idcg: jnp.ndarray            # [] float32 ideal DCG of the best k_rec pool products
-    price_lo: jnp.ndarray        # [] float32 min price (dollars) over the pool, for phi_price
-    price_hi: jnp.ndarray        # [] float32 max price over the pool
+    price_lo: jnp.ndarray        # [] float32 min price (cents, an exact integer) over the pool, for phi_price
+    price_hi: jnp.ndarray        # [] float32 max price (cents) over the pool
 
 
 def empty_intent() -> IntentGoal:

@@ -38,8 +38,10 @@ def no_feedback() -> Feedback:
 
 
 def current_intent(state: EpisodeState) -> jnp.ndarray:
-    """The intent the conversation is on: the latest one the customer introduced."""
-    return jnp.maximum(state.introduced - 1, 0)
+    """The intent the conversation is on: the earliest introduced one still unanswered (after a topic
+    switch the agent may still be working on it), else the latest introduced."""
+    open_ = (jnp.arange(MAX_INTENTS) < state.introduced) & ~state.answered
+    return jnp.where(jnp.any(open_), jnp.argmax(open_), jnp.maximum(state.introduced - 1, 0))
 
 
 def reply(key: jax.Array, state: EpisodeState, action: Action, wp: WorldParams, diff: Difficulty,

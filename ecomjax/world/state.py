@@ -35,9 +35,9 @@ class Capacities:
     order_lines: int = 5
     returns: int = 8
     seen: int = 1024                # power of two (hash set)
-    oos: int = 32
+    oos: int = 96
     episode_variants: int = 5       # products that get EPISODE_VARIANTS synthetic variants
-    visits: int = 16
+    visits: int = 48
     results: int = 50               # product ids per tool result (catalog.search top_k ≤ 50)
     rerank: int = 20                # candidate ids of catalog.rerank
     policy_results: int = 20        # rules per policy.search

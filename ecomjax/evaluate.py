@@ -1,0 +1,182 @@
+"""`python -m ecomjax.evaluate`: success, rewards, pass@1 / pass^k and failure modes per task and difficulty.
+
+Writes `OUT/results.json` and `OUT/success_vs_difficulty.png` and prints a table.
+"""
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from ecomjax import oracle
+from ecomjax.catalog import synthetic
+from ecomjax.catalog.synthetic import MAX_PRODUCTS, MIN_PRODUCTS
+from ecomjax.curriculum import collection_tasks
+from ecomjax.env import make
+from ecomjax.tasks.action import noop_action
+from ecomjax.tasks.episode import TERMINATIONS
+from ecomjax.tasks.goal import TASK, TASK_NAMES
+from ecomjax.testing.random_policy import random_action
+from ecomjax.testing.rollout import batch_runner
+
+POLICIES = ("oracle", "random", "noop")
+MAX_DIFFICULTY = 100
+MAX_EPISODES = 100_000
+
+
+def _noop(key, state, params):
+    return noop_action(params.cap)
+
+
+def _policy(spec: str):
+    if spec == "oracle":
+        return oracle.act
+    if spec == "random":
+        return random_action
+    if spec == "noop":
+        return _noop
+    if spec.startswith("checkpoint:"):
+        raise SystemExit(f"--policy {spec}: checkpoint policies need the trainer, which is not built yet; "
+                         f"use one of {list(POLICIES)}")
+    raise SystemExit(f"--policy: unknown value {spec!r}; expected one of {list(POLICIES)} or checkpoint:PATH")
+
+
+def _int_list(flag: str, text: str, lo: int, hi: int) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"{flag}: expected comma-separated integers, got {text!r}") from None
+    bad = [v for v in values if not lo <= v <= hi]
+    if not values or bad:
+        raise SystemExit(f"{flag}: values must be in [{lo}, {hi}], got {text!r}")
+    return values
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ecomjax.evaluate", description=__doc__)
+    p.add_argument("--policy", default="oracle", help="oracle | random | noop | checkpoint:PATH")
+    p.add_argument("--collection", default="C8")
+    p.add_argument("--tasks", default="", help="comma-separated task names (default: the collection's)")
+    p.add_argument("--difficulties", default="0,5,10")
+    p.add_argument("--episodes", type=int, default=64, help="episodes per task and difficulty")
+    p.add_argument("--k", type=int, default=4, help="trials per episode for pass^k")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-products", type=int, default=10_000)
+    p.add_argument("--out", default="runs/eval")
+    args = p.parse_args(argv)
+    _policy(args.policy)
+    try:
+        collection = collection_tasks(args.collection)
+    except ValueError as err:
+        raise SystemExit(f"--collection: {err}") from None
+    names = [t.strip() for t in args.tasks.split(",") if t.strip()] or [TASK_NAMES[i] for i in collection]
+    unknown = [t for t in names if t not in TASK]
+    if unknown:
+        raise SystemExit(f"--tasks: unknown task(s) {unknown}; expected names from {list(TASK_NAMES)}")
+    args.task_names = names
+    args.difficulty_list = _int_list("--difficulties", args.difficulties, 0, MAX_DIFFICULTY)
+    if not 1 <= args.episodes <= MAX_EPISODES:
+        raise SystemExit(f"--episodes must be in [1, {MAX_EPISODES}], got {args.episodes}")
+    if not 1 <= args.k <= 64:
+        raise SystemExit(f"--k must be in [1, 64], got {args.k}")
+    if not MIN_PRODUCTS <= args.num_products <= MAX_PRODUCTS:
+        raise SystemExit(f"--num-products must be in [{MIN_PRODUCTS}, {MAX_PRODUCTS}], got {args.num_products}")
+    return args
+
+
+def pass_hat_k(successes: np.ndarray, k: int) -> float:
+    """τ-bench pass^k: mean over episodes of C(c, k) / C(n, k) for c successes in n trials. [E, n]."""
+    n = successes.shape[1]
+    c = successes.sum(axis=1)
+    return float(np.mean([math.comb(int(ci), k) / math.comb(n, k) for ci in c]))
+
+
+def summarise(infos: list[dict], states_tool_calls: list[np.ndarray], k: int) -> dict:
+    """Metrics of one (task, difficulty) cell from k trials of the same episodes."""
+    correct = np.stack([np.asarray(i["is_correct"]) for i in infos], axis=1)            # [E, k]
+    cat = lambda key: np.concatenate([np.asarray(i[key], np.float64) for i in infos])  # noqa: E731
+    calls = np.concatenate(states_tool_calls).astype(np.float64)
+    reasons = np.concatenate([np.asarray(i["termination_reason"]) for i in infos])
+    return {
+        "episodes": int(correct.shape[0]), "trials": k, "success_rate": float(correct.mean()),
+        "pass@1": float(correct.mean()), f"pass^{k}": pass_hat_k(correct, k),
+        "reward": float(cat("reward").mean()), "r_task": float(cat("r_task").mean()),
+        "r_eff": float(cat("r_eff").mean()), "r_hall": float(cat("r_hall").mean()),
+        "hallucination_rate": float(cat("hall_rate").mean()),
+        "tool_error_rate": float(cat("tool_errors").sum() / max(calls.sum(), 1.0)),
+        "mean_turns": float(cat("turns").mean()),
+        "terminations": {TERMINATIONS[r]: int((reasons == r).sum()) for r in np.unique(reasons)},
+    }
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for task, cells in results.items():
+        ds = sorted(int(d) for d in cells)
+        ax.plot(ds, [cells[str(d)]["success_rate"] for d in ds], marker="o", label=task)
+    ax.set_xlabel("difficulty d")
+    ax.set_ylabel("success rate (is_correct)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=4, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    console = Console()
+    catalog, _ = synthetic(args.num_products, args.seed)
+    env, params = make(args.collection if not args.tasks else "C8", catalog=catalog)
+    run = batch_runner(env, _policy(args.policy), params)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    start = time.perf_counter()
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("evaluating", total=len(args.task_names) * len(args.difficulty_list) * args.k)
+        for name in args.task_names:
+            for d in args.difficulty_list:
+                key = jax.random.fold_in(jax.random.key(args.seed), TASK[name] * 1000 + d)
+                keys = jax.random.split(key, args.episodes)
+                infos, calls = [], []
+                for trial in range(args.k):
+                    states, ts = run(keys, jnp.int32(d), jnp.int32(TASK[name]), trial)
+                    infos.append(jax.device_get({**ts.info, "reward": ts.reward}))
+                    calls.append(np.asarray(states.world.tool_calls))
+                    progress.advance(bar)
+                results.setdefault(name, {})[str(d)] = summarise(infos, calls, args.k)
+    payload = {"policy": args.policy, "collection": args.collection, "seed": args.seed, "k": args.k,
+               "num_products": args.num_products, "seconds": time.perf_counter() - start, "results": results}
+    (out / "results.json").write_text(json.dumps(payload, indent=2))
+    plot(results, out / "success_vs_difficulty.png")
+    table = Table(title=f"{args.policy} on {', '.join(args.task_names)} ({args.episodes} episodes x {args.k} trials)")
+    for col in ("task", "d", "success", "pass^k", "reward", "r_task", "r_eff", "r_hall", "tool err", "turns", "ends"):
+        table.add_column(col)
+    for name, cells in results.items():
+        for d, m in cells.items():
+            ends = ", ".join(f"{k}:{v}" for k, v in m["terminations"].items())
+            table.add_row(name, d, f"{m['success_rate']:.1%}", f"{m[f'pass^{args.k}']:.1%}", f"{m['reward']:+.3f}",
+                          f"{m['r_task']:+.3f}", f"{m['r_eff']:+.3f}", f"{m['r_hall']:+.3f}",
+                          f"{m['tool_error_rate']:.1%}", f"{m['mean_turns']:.1f}", ends)
+    console.print(table)
+    console.print(f"wrote {out / 'results.json'} and {out / 'success_vs_difficulty.png'}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""ShopEnv across all tasks: conformance, do-nothing, random actions, determinism, JOURNEY, make()."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import ecomjax
+from ecomjax import oracle
+from ecomjax.env import INFO_KEYS, AutoReset
+from ecomjax.tasks.action import noop_action
+from ecomjax.tasks.goal import TASK, TASK_NAMES
+from ecomjax.testing.conformance import check_env
+from ecomjax.testing.random_policy import random_action
+from ecomjax.testing.rollout import batch_runner
+
+ALL_TASKS = tuple(range(len(TASK_NAMES)))
+
+
+@pytest.fixture(scope="module")
+def c8(small_catalog):
+    catalog, vocab = small_catalog
+    env, params = ecomjax.make("C8", catalog=catalog)
+    return env, params, vocab
+
+
+@pytest.fixture(scope="module")
+def runners(c8):
+    env, params, _ = c8
+    noop = lambda key, state, p: noop_action(p.cap)  # noqa: E731
+    return {name: batch_runner(env, pol, params) for name, pol in
+            (("oracle", oracle.act), ("noop", noop), ("random", random_action))}
+
+
+def _grid(n_per, difficulties, tasks=ALL_TASKS, seed=0):
+    d = np.repeat(np.asarray(difficulties), n_per * len(tasks))
+    t = np.tile(np.repeat(np.asarray(tasks), n_per), len(difficulties))
+    return jax.random.split(jax.random.key(seed), len(d)), jnp.asarray(d), jnp.asarray(t)
+
+
+def test_make_ids_and_errors(small_catalog):
+    catalog, _ = small_catalog
+    assert ecomjax.make("C4", catalog=catalog)[1].tasks == tuple(TASK[t] for t in ("PD", "SUB", "CART", "RETURN"))
+    assert ecomjax.make("JOURNEY", catalog=catalog)[1].base_tasks == tuple(range(7))
+    with pytest.raises(ValueError, match="unknown env id 'C3'"):
+        ecomjax.make("C3", catalog=catalog)
+
+
+def test_do_nothing_scores_minus_one_on_every_task(c8, runners):
+    keys, d, t = _grid(8, (0, 10, 20))
+    _, ts = runners["noop"](keys, d, t)
+    assert np.all(np.asarray(ts.info["r_task"]) == -1.0)
+    assert not np.any(np.asarray(ts.info["is_correct"]))
+    assert np.all(np.asarray(ts.terminated))
+    assert set(ts.info) == set(INFO_KEYS) | {"reward"}
+
+
+@pytest.mark.slow
+def test_journey_oracle_is_correct_at_every_difficulty(runners):
+    keys, d, t = _grid(120, range(21), tasks=(TASK["JOURNEY"],), seed=3)
+    _, ts = runners["oracle"](keys, d, t)
+    correct = np.asarray(ts.info["is_correct"]).reshape(21, -1).mean(axis=1)
+    assert correct.min() >= 0.99, dict(enumerate(correct.round(3)))
+    n_intents = np.asarray(ts.info["intent_correct"]).shape[1]
+    assert n_intents == 5
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_random_actions_keep_rewards_finite_and_bounded(runners, seed):
+    keys, d, t = _grid(4, (0, 5, 20), seed=seed)
+    _, ts = runners["random"](keys, d, t)
+    for name in ("reward", "r_task", "r_eff", "r_hall"):
+        x = np.asarray(ts.info[name] if name != "reward" else ts.reward)
+        assert np.isfinite(x).all() and (x >= -1).all() and (x <= 1).all(), name
+    assert not np.any(np.asarray(ts.info["is_correct"]) & (np.asarray(ts.info["hall_rate"]) > 0))
+
+
+def test_same_key_same_episode(runners):
+    keys, d, t = _grid(2, (3, 12), seed=7)
+    a = runners["oracle"](keys, d, t)
+    b = runners["oracle"](keys, d, t)
+    for x, y in zip(jax.tree.leaves(jax.tree.map(lambda z: jax.random.key_data(z) if jax.dtypes.issubdtype(
+            z.dtype, jax.dtypes.prng_key) else z, a)), jax.tree.leaves(jax.tree.map(
+            lambda z: jax.random.key_data(z) if jax.dtypes.issubdtype(z.dtype, jax.dtypes.prng_key) else z, b))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_conformance_oracle_every_task(c8):
+    env, params, _ = c8
+    check_env(env, params, ALL_TASKS, oracle.act, difficulties=(7,))
+
+
+@pytest.mark.slow
+def test_conformance_random_actions(c8):
+    env, params, _ = c8
+    check_env(env, params, (TASK["CART"], TASK["RETURN"], TASK["JOURNEY"]), random_action, difficulties=(11,))
+
+
+def test_auto_reset_starts_a_new_episode(small_catalog):
+    catalog, _ = small_catalog
+    env, params = ecomjax.make("PD", catalog=catalog)
+    auto = AutoReset(env)
+    state, _ = auto.reset(jax.random.key(0), params, 0)
+    noop = noop_action(params.cap)
+    step = jax.jit(lambda k, s: auto.step(k, s, noop, params))
+    ends = []
+    for i in range(12):
+        state, ts = step(jax.random.key(i + 1), state)
+        ends.append(bool(ts.terminated))
+        assert not bool(state.done)
+    assert [i for i, e in enumerate(ends) if e] == [3, 7, 11]               # T_max(0) = 4 turns each
+
+
+def test_customer_text_is_deterministic_and_has_no_placeholders(c8):
+    from ecomjax.user.transcript import customer_message
+
+    env, params, vocab = c8
+    host_catalog = jax.device_get(params.catalog)
+    step = jax.jit(lambda k, s: env.step(k, s, oracle.act(k, s, params), params))
+    reset = jax.jit(lambda k, t: env.reset(k, params, 6, t))
+    for task in ALL_TASKS:
+        for seed in range(3):
+            state, _ = reset(jax.random.key(seed), jnp.int32(task))
+            texts = []
+            for t in range(3):
+                text = customer_message(state, host_catalog, vocab)
+                assert text and "{" not in text and "}" not in text, (task, seed, t, text)
+                assert text == customer_message(state, host_catalog, vocab)
+                texts.append(text)
+                if bool(state.done):
+                    break
+                state, _ = step(jax.random.key(100 + t), state)
