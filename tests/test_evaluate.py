@@ -1,0 +1,46 @@
+"""`python -m ecomjax.evaluate` end to end on a small catalog: JSON, plot, oracle vs noop, flag errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ecomjax.evaluate import main, pass_hat_k
+
+
+def test_pass_hat_k_matches_tau_bench_definition():
+    successes = np.array([[1, 1, 1, 1], [1, 1, 0, 1], [0, 0, 0, 0]])
+    assert pass_hat_k(successes, 1) == pytest.approx((1 + 0.75 + 0) / 3)
+    assert pass_hat_k(successes, 4) == pytest.approx(1 / 3)
+    assert pass_hat_k(successes, 2) == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+@pytest.mark.parametrize("policy,want", [("oracle", 1.0), ("noop", 0.0)])
+def test_small_evaluation_writes_results(tmp_path, policy, want):
+    out = tmp_path / policy
+    main(["--policy", policy, "--collection", "C1", "--difficulties", "0,4", "--episodes", "16", "--k", "2",
+          "--num-products", "500", "--out", str(out)])
+    data = json.loads((out / "results.json").read_text())
+    assert (out / "success_vs_difficulty.png").stat().st_size > 1000
+    cells = data["results"]["PD"]
+    assert set(cells) == {"0", "4"}
+    for cell in cells.values():
+        assert cell["episodes"] == 16 and cell["trials"] == 2
+        assert cell["success_rate"] == pytest.approx(want, abs=0.07)
+        assert set(cell) >= {"pass@1", "pass^2", "reward", "r_task", "r_eff", "r_hall", "hallucination_rate",
+                             "tool_error_rate", "mean_turns", "terminations"}
+        if policy == "noop":
+            assert cell["r_task"] == -1.0
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--policy", "genius"], "--policy: unknown value 'genius'"),
+    (["--collection", "C3"], "--collection"),
+    (["--tasks", "PD,FOO"], "unknown task"),
+    (["--difficulties", "0,-1"], "--difficulties"),
+    (["--episodes", "0"], "--episodes"),
+    (["--policy", "checkpoint:/nope"], "trainer"),
+])
+def test_bad_flags_fail_with_one_clear_message(argv, match):
+    with pytest.raises(SystemExit, match=match):
+        main(argv)
