@@ -21,7 +21,7 @@ from ecomjax import oracle  # noqa: E402
 from ecomjax.catalog import synthetic  # noqa: E402
 from ecomjax.env import AutoReset, make  # noqa: E402
 from ecomjax.testing.random_policy import random_action  # noqa: E402
-from experiments.benchlib import header, time_call, write_section  # noqa: E402
+from experiments.benchlib import header, time_call, write_device_section  # noqa: E402
 
 SECTION = "## Env: steps and episodes per second (C8)"
 POLICIES = {"oracle": oracle.act, "random": random_action}
@@ -87,10 +87,8 @@ def main() -> None:
     body += "".join(f"| {r['batch']} | {r['policy']} | {r['steps_per_s']:,.0f} | {r['episodes_per_s']:,.0f} | "
                     f"{r['seconds']:.3f} | {r['compile_s']:.1f} | {r['reset_compile_s']:.1f} |\n" for r in rows)
     print(body)
-    device = jax.devices()[0]
-    heading = SECTION if device.platform == "cpu" else f"{SECTION} ({device.device_kind})"
     if not args.no_write:
-        write_section(heading, body)
+        write_device_section(SECTION, body)
 
 
 if __name__ == "__main__":

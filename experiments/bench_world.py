@@ -26,7 +26,7 @@ from ecomjax.world import TOOL_INDEX, Capacities, WorldParams, empty_world, make
 from ecomjax.world.catalog_tools import search_batch  # noqa: E402
 from ecomjax.world.orders import generate_orders  # noqa: E402
 from ecomjax.world.policy_kb import kb_arrays  # noqa: E402
-from experiments.benchlib import header, time_call, write_section  # noqa: E402
+from experiments.benchlib import header, time_call, write_device_section  # noqa: E402
 
 SECTION = "## World: catalog build, search, tool calls"
 BATCHES = (1, 256, 4096)
@@ -128,10 +128,8 @@ def main() -> None:
     body += "".join(f"| {r['products']:,} | {r['batch']} | {r['seconds'] * 1e3:.2f} | {r['calls_per_s']:,.0f} | "
                     f"{r['compile_s']:.2f} |\n" for r in tool_rows)
     print(body)
-    device = jax.devices()[0]
-    heading = SECTION if device.platform == "cpu" else f"{SECTION} ({device.device_kind})"
     if not args.no_write:
-        write_section(heading, body)
+        write_device_section(SECTION, body)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,9 @@ def header(notes: str) -> str:
     return f"- date: {today}\n- machine: {machine()}\n- command: `{command()}`\n- {notes}\n"
 
 
+
+
+def write_device_section(heading: str, body: str) -> None:
+    """`write_section` under `heading`, suffixed with the accelerator's name when not run on the CPU."""
+    device = jax.devices()[0]
+    write_section(heading if device.platform == "cpu" else f"{heading} ({device.device_kind})", body)
