@@ -4,7 +4,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("catalog", "world", "tasks", "user", "env", "oracle", "curriculum", "models", "testing")
+_SUBMODULES = ("catalog", "world", "tasks", "user", "env", "oracle", "curriculum", "models", "testing", "text")
 
 
 def __getattr__(name: str):

@@ -83,7 +83,8 @@ def verify(wp: WorldParams, world: World, goal: IntentGoal, answer: Answer, diff
 
 def search_call(wp: WorldParams, goal: IntentGoal, cap):
     """The careful agent's search: the category's name as query and every constraint as a filter."""
-    leaf = jnp.clip(jnp.sum(jnp.where(goal.c_key == C.KEY["cat"], goal.c_value, 0.0)).astype(jnp.int32), 0)
+    is_cat = goal.c_mask & (goal.c_key == C.KEY["cat"])            # masked-out slots may repeat the key
+    leaf = jnp.clip(jnp.sum(jnp.where(is_cat, goal.c_value, 0.0)).astype(jnp.int32), 0)
     query = jnp.zeros((16,), jnp.int32).at[: wp.catalog.category_tokens.shape[1]].set(wp.catalog.category_tokens[leaf])
     filters = C.to_filters(goal.c_key, goal.c_op, goal.c_value, goal.c_mask)
     return make_call(cap, TOOL_INDEX["catalog.search"], query=query, filters=filters, top_k=SEARCH_TOP_K)

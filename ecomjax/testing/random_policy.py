@@ -9,6 +9,7 @@ from ecomjax.env import EnvParams
 from ecomjax.tasks.action import MSG_ACTS, Action, Answer
 from ecomjax.tasks.episode import EpisodeState
 from ecomjax.tasks.goal import GENERIC_SLOT, MAX_REC, NUM_TASKS
+from ecomjax.world.errors import ToolError
 from ecomjax.world.state import ORDER_STATUSES, ToolCall
 from ecomjax.world.tools import TOOL_NAMES
 
@@ -33,6 +34,7 @@ def random_action(key: jax.Array, state: EpisodeState, params: EnvParams) -> Act
         qty=ints(ks[12], -2, 120), order=ints(ks[13], -2, cap.orders + 2), line=ints(ks[14], -2, cap.cart_lines + 2),
         ids=ints(ks[15], -2, p + 3, (nc, cap.rerank)), reason=ints(ks[16], -1, 9), method=ints(ks[17], -1, 4),
         days=ints(ks[18], -5, 400), address=ints(ks[19], -1, 3), payment=ints(ks[20], -1, 3),
+        error=jnp.where(jax.random.uniform(ks[20], (nc,)) < 0.05, int(ToolError.BAD_ARGUMENT), 0).astype(jnp.int32),
     )
     ka = jax.random.split(ks[21], 8)
     answer = Answer(

@@ -1,5 +1,7 @@
 """Host-side text of an episode's customer turns, from the structured state (deterministic per key)."""
 
+import functools
+
 import jax
 import numpy as np
 
@@ -14,10 +16,17 @@ def _host(tree):
                         jax.device_get(tree))
 
 
-def customer_message(state: EpisodeState, catalog: Catalog, vocab: Vocab) -> str:
-    """The customer's latest message of one (unbatched) episode: the opening at turn 0, else the reply."""
+@functools.lru_cache(maxsize=None)
+def p_noise_at(d: int) -> float:
+    """Typo rate of difficulty d (host float, cached: rendering runs per episode and turn)."""
+    return float(difficulty(d).p_noise)
+
+
+def customer_message(state: EpisodeState, catalog: Catalog, vocab: Vocab, asked_slot: int = -1) -> str:
+    """The customer's latest message of one (unbatched) episode: the opening at turn 0, else the reply to
+    a turn that asked about `asked_slot` (-1: no question)."""
     state = _host(state)
-    p_noise = float(difficulty(int(state.d)).p_noise)
+    p_noise = p_noise_at(int(state.d))
     rng = rng_for(state.key, int(state.turn))
     world = jax.device_get(state.world)
     if int(state.turn) == 0:
@@ -25,4 +34,5 @@ def customer_message(state: EpisodeState, catalog: Catalog, vocab: Vocab) -> str
         text, _ = opening_message(goal, world, catalog, vocab, rng, p_noise=p_noise,
                                   journey_hint=int(state.num_intents) > 1)
         return text
-    return reply_message(state.message, state.goal, world, catalog, vocab, rng, p_noise=p_noise)
+    return reply_message(state.message, state.goal, world, catalog, vocab, rng, p_noise=p_noise,
+                         asked_slot=asked_slot)

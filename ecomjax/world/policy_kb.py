@@ -622,7 +622,7 @@ def _normalize(text: str) -> str:
     return "".join(str(text).lower().split())
 
 
-def _search_tokens(rule: Rule) -> list[str]:
+def search_tokens(rule: Rule) -> list[str]:
     """Distinct search tokens: title, topic, field names and the categorical values its clauses name."""
     words = [rule.title, rule.topic, *rule.fields]
     for row in rule.rows:
@@ -638,7 +638,7 @@ def _validate() -> None:
         raise ValueError("duplicate rule ids")
     if len({_normalize(a) for a in ANSWER_VOCAB}) != len(ANSWER_VOCAB):
         raise ValueError("categorical answers collide after normalisation")
-    token_sets = [set(_search_tokens(r)) for r in RULES]
+    token_sets = [set(search_tokens(r)) for r in RULES]
     for i, rule in enumerate(RULES):
         where = f"{rule.rule_id} {rule.title!r}"
         if rule.topic not in TOPICS or (rule.unit and rule.unit not in UNITS):
@@ -845,7 +845,7 @@ def _build_arrays() -> dict[str, np.ndarray]:
         "answer_num": np.full((nr, MAX_ROWS), np.nan, np.float32),
         "answer_cat": np.full((nr, MAX_ROWS), -1, np.int32),
         "row_valid": np.zeros((nr, MAX_ROWS), bool),
-        "tokens": np.stack([hash_text(" ".join(_search_tokens(r)), KB_TOKENS) for r in RULES]),
+        "tokens": np.stack([hash_text(" ".join(search_tokens(r)), KB_TOKENS) for r in RULES]),
         "topic": np.array([TOPICS.index(r.topic) for r in RULES], np.int32),
         "rules_by_clauses": by_clauses,
         "num_rules_by_clauses": counts,

@@ -108,6 +108,7 @@ class ToolCall:
     days: jnp.ndarray               # [] int32
     address: jnp.ndarray            # [] int32
     payment: jnp.ndarray            # [] int32
+    error: jnp.ndarray              # [] int32 ToolError the text layer found in the arguments (the call does not run)
 
 
 @struct.dataclass
@@ -158,7 +159,7 @@ def no_call(cap: Capacities) -> ToolCall:
         tool=jnp.int32(-1), query=jnp.zeros((QUERY_TOKENS,), jnp.int32), filters=no_filters(),
         top_k=jnp.int32(10), product=jnp.int32(-1), variant=jnp.int32(-1), qty=jnp.int32(1),
         order=jnp.int32(-1), line=jnp.int32(-1), ids=_full((cap.rerank,), -1), reason=jnp.int32(0),
-        method=jnp.int32(0), days=jnp.int32(30), address=jnp.int32(0), payment=jnp.int32(0),
+        method=jnp.int32(0), days=jnp.int32(30), address=jnp.int32(0), payment=jnp.int32(0), error=jnp.int32(0),
     )
 
 

@@ -135,16 +135,18 @@ def _branches(key: jax.Array, call: ToolCall, params: WorldParams, retrieved: Re
 
 def apply_call(key: jax.Array, world: World, call: ToolCall, params: WorldParams,
                retrieved: Retrieval, allowed: jnp.ndarray | bool = True) -> Branch:
-    """Run one tool call. A call outside the budget (`allowed` False) or naming no known tool changes
-    nothing and returns an error; tool = -1 is an empty slot. `retrieved`: this call's retrieval."""
+    """Run one tool call. A call outside the budget (`allowed` False), naming no known tool or carrying an
+    argument error found by the text layer (`call.error`) changes nothing and returns an error; tool = -1
+    is an empty slot. `retrieved`: this call's retrieval."""
     known = (call.tool >= 0) & (call.tool < len(TOOL_NAMES))
     branches = _branches(key, call, params, retrieved)
     new, result = jax.lax.switch(jnp.clip(call.tool, 0, len(TOOL_NAMES) - 1), branches, world)
     shows = jnp.isin(call.tool, jnp.asarray(sorted(SHOWS_PRODUCTS))) & (result.error == ToolError.OK)
     new = jax.tree.map(lambda a, b: jnp.where(shows, a, b), add_seen(new, result.ids), new)
     empty = call.tool == -1
-    refused = jnp.where(~known, ToolError.UNKNOWN_TOOL, ToolError.BUDGET_EXCEEDED).astype(jnp.int32)
-    run = known & jnp.asarray(allowed)
+    refused = jnp.select([~known, ~jnp.asarray(allowed)], [ToolError.UNKNOWN_TOOL, ToolError.BUDGET_EXCEEDED],
+                         call.error).astype(jnp.int32)
+    run = known & jnp.asarray(allowed) & (call.error == ToolError.OK)
     new = jax.tree.map(lambda a, b: jnp.where(run, a, b), new, world)
     result = jax.tree.map(lambda a, b: jnp.where(run, a, b), result,
                           empty_result(params.cap, call.tool, jnp.where(empty, ToolError.OK, refused)))
