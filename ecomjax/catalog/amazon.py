@@ -287,7 +287,7 @@ def _iter_parquet(path: Path) -> Iterator[dict]:
 
 # ----------------------------------------------------------------------------- loader
 
-class _Values:
+class ValueTable:
     """A value table compared case-insensitively, stored as first seen, appended on demand."""
 
     def __init__(self, values: list[str]):
@@ -330,8 +330,8 @@ def load_amazon(path: str | Path, *, max_items: int | None = None,
         raise ValueError(f"amazon catalog {str(path)!r}: unknown extension {path.suffix!r}; "
                          f"expected one of {list(JSONL_SUFFIXES + PARQUET_SUFFIXES)}")
 
-    attr_tables = {a: _Values(v) for a, v in default_attr_values().items()}
-    brands, stores = _Values([]), _Values([])
+    attr_tables = {a: ValueTable(v) for a, v in default_attr_values().items()}
+    brands, stores = ValueTable([]), ValueTable([])
     ids: list[str] = []
     seen: set[str] = set()
     titles, descs, index_texts, paths = [], [], [], []

@@ -1,10 +1,12 @@
 """On-disk catalog format (`save` / `load`), exact round trip.
 
 A catalog directory holds:
-- `arrays.npz`: every `Catalog` field as a NumPy array under its field name (uncompressed);
-  synthetic catalogs add their text-generator arrays under `text.<name>`;
+- `arrays.npz`: every `Catalog` array field as a NumPy array under its field name (uncompressed);
+  synthetic catalogs add their text-generator arrays under `text.<name>`, catalogs with a real order
+  history its arrays under `history.<name>`;
 - `vocab.json`: `{"format": "ecomjax-catalog", "version": 1, "categories": [...], "brands": [...],
-  "stores": [...], "attr_values": {attr: [...]}, "source": {...}}`;
+  "stores": [...], "attr_values": {attr: [...]}, "source": {...}}`, plus `"options"` (per-product source
+  options) and `"history"` (order history strings) when the vocab has them;
 - `text.parquet` (catalogs with stored strings only): columns `product_id`, `title`, `description`,
   `index_text`.
 """
@@ -18,17 +20,34 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ecomjax.catalog.history import history_arrays, history_from_arrays
 from ecomjax.catalog.types import Catalog, Vocab
 
 FORMAT, VERSION = "ecomjax-catalog", 1
 _TEXT_PREFIX = "text."
+_HISTORY_PREFIX = "history."
+HISTORY_FIELD = "history"
+OPTIONAL_VOCAB_KEYS = ("options", "history")
+
+
+def _array_fields() -> list[str]:
+    """Catalog fields stored as arrays under their own names (the optional history is stored apart)."""
+    return [f.name for f in dataclasses.fields(Catalog) if f.name != HISTORY_FIELD]
+
+
+def catalog_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
+    """Every array of the catalog by its `arrays.npz` name (history arrays as `history.<field>`)."""
+    arrays = {name: np.asarray(getattr(catalog, name)) for name in _array_fields()}
+    if catalog.history is not None:
+        arrays.update({_HISTORY_PREFIX + k: v for k, v in history_arrays(catalog.history).items()})
+    return arrays
 
 
 def save(catalog: Catalog, vocab: Vocab, path: str | Path) -> Path:
     """Write `catalog` and `vocab` to directory `path` (created if needed)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    arrays = {f.name: np.asarray(getattr(catalog, f.name)) for f in dataclasses.fields(catalog)}
+    arrays = catalog_arrays(catalog)
     text_state = getattr(vocab, "text_state", None)
     if text_state is not None:
         arrays.update({_TEXT_PREFIX + k: np.asarray(v) for k, v in text_state.items()})
@@ -36,6 +55,7 @@ def save(catalog: Catalog, vocab: Vocab, path: str | Path) -> Path:
     meta = {"format": FORMAT, "version": VERSION, "categories": vocab.categories, "brands": vocab.brands,
             "stores": vocab.stores, "attr_values": vocab.attr_values, "source": vocab.source,
             "num_products": vocab.num_products}
+    meta.update({k: getattr(vocab, k) for k in OPTIONAL_VOCAB_KEYS if getattr(vocab, k) is not None})
     (path / "vocab.json").write_text(json.dumps(meta))
     if text_state is None:
         n = vocab.num_products
@@ -61,13 +81,16 @@ def load(path: str | Path) -> tuple[Catalog, Vocab]:
                          f"got {meta.get('format')!r} version {meta.get('version')!r}")
     with np.load(path / "arrays.npz") as data:
         arrays = {k: data[k] for k in data.files}
-    names = [f.name for f in dataclasses.fields(Catalog)]
+    names = _array_fields()
     missing = [n for n in names if n not in arrays]
     if missing:
         raise ValueError(f"{path / 'arrays.npz'}: missing arrays {missing}")
-    catalog = Catalog(**{n: jnp.asarray(arrays[n]) for n in names})
+    stored = {k[len(_HISTORY_PREFIX):]: v for k, v in arrays.items() if k.startswith(_HISTORY_PREFIX)}
+    history = history_from_arrays(stored) if stored else None
+    catalog = Catalog(**{n: jnp.asarray(arrays[n]) for n in names}, history=history)
     vocab = Vocab(categories=meta["categories"], brands=meta["brands"], stores=meta["stores"],
-                  attr_values=meta["attr_values"], source=meta["source"], num_products=meta["num_products"])
+                  attr_values=meta["attr_values"], source=meta["source"], num_products=meta["num_products"],
+                  **{k: meta[k] for k in OPTIONAL_VOCAB_KEYS if k in meta})
     text_state = {k[len(_TEXT_PREFIX):]: v for k, v in arrays.items() if k.startswith(_TEXT_PREFIX)}
     if text_state:
         from ecomjax.catalog.synthetic import text_vocab

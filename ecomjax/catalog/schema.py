@@ -51,6 +51,9 @@ ATTR_VALUES: dict[str, tuple[str, ...]] = {
 RETURN_WINDOWS: dict[str, int] = {"electronics": 15, "clothing": 30, "furniture": 30, "groceries": 0}
 DEFAULT_RETURN_WINDOW = 30
 
+# Order statuses of the world (index = status id); real order histories are mapped onto these.
+ORDER_STATUSES: tuple[str, ...] = ("CONFIRMED", "SHIPPED", "IN_TRANSIT", "DELIVERED", "CANCELLED")
+
 MAX_VARIANTS = 4          # catalog variants per product (slots; -1 = empty)
 QUERY_TOKENS = 16         # token slots of a structured query
 TEXT_TOKENS = 8           # token slots of a name (category, brand, value) in the token tables

@@ -11,6 +11,7 @@ from ecomjax.catalog.schema import (
     ATTR_VALUES, DEFAULT_RETURN_WINDOW, DENIED_CATEGORIES, DISCRETE_ATTRS, MAX_VARIANTS, NUMERIC_ATTRS,
     RANGE_FIELDS, RETURN_WINDOWS, TEXT_TOKENS,
 )
+from ecomjax.catalog.history import OrderHistory
 from ecomjax.catalog.lexical import hash_text, inverse_norms
 
 
@@ -46,6 +47,7 @@ class Catalog:
     category_tokens: jnp.ndarray  # [C, TT] int32 token hashes of the node's name
     brand_tokens: jnp.ndarray     # [B, TT] int32
     value_tokens: jnp.ndarray     # [A, Vmax, TT] int32
+    history: OrderHistory | None = None   # real orders the world draws from (None: orders are synthesised)
 
     @property
     def num_products(self) -> int:
@@ -76,6 +78,8 @@ class Vocab:
     index_text_fn: Callable[[int], str] | None = field(default=None, repr=False)
     num_products: int = 0
     source: dict = field(default_factory=dict)        # how the catalog was made (kind, spec, load report)
+    options: list[dict[str, str]] | None = None       # per product: every source option verbatim (real catalogs)
+    history: dict | None = None                       # strings of `Catalog.history` (order ids, customers, ...)
     _index: dict[str, int] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -151,7 +155,7 @@ def _name_tokens(names: list[str]) -> np.ndarray:
 def assemble(
     *, price_cents, rating, rating_count, ship_days, stock, leaf, brand, store, attr, num, emb,
     var_key, var_value, var_price_delta, var_stock, categories, category_parent, category_level,
-    brands: list[str], attr_values: dict[str, list[str]],
+    brands: list[str], attr_values: dict[str, list[str]], history: OrderHistory | None = None,
 ) -> Catalog:
     """Build a Catalog from host arrays, deriving ancestors, index tables, filters fields and tokens."""
     leaf = np.asarray(leaf, np.int32)
@@ -197,7 +201,7 @@ def assemble(
     if cols["var_value"].shape[1] != MAX_VARIANTS or cols["attr"].shape[1] != len(DISCRETE_ATTRS):
         raise ValueError(f"var_value must be [P, {MAX_VARIANTS}] and attr [P, {len(DISCRETE_ATTRS)}]; "
                          f"got {cols['var_value'].shape} and {cols['attr'].shape}")
-    return Catalog(**{k: jnp.asarray(v) for k, v in cols.items()})
+    return Catalog(**{k: jnp.asarray(v) for k, v in cols.items()}, history=history)
 
 
 def with_embeddings(catalog: Catalog, table) -> Catalog:

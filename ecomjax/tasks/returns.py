@@ -59,7 +59,7 @@ PRODUCT_DRAWS = 64                  # candidate draws for a uniquely described p
 LINE_REDRAWS = 8                    # candidate draws per new order line that clashes with an earlier line
 IN_STORE = RETURN_METHODS.index("in_store")
 ORDER_FIELDS = ("order_valid", "order_status", "order_day", "order_eta", "order_tracking", "order_address",
-                "order_payment", "line_product", "line_variant", "line_qty", "line_price")
+                "order_payment", "line_product", "line_variant", "line_qty", "line_price", "order_source")
 LIST, GET_STATUS = TOOL_INDEX["order.list"], TOOL_INDEX["order.get_status"]
 ORDER_TOOLS = (LIST, GET_STATUS, TOOL_INDEX["order.checkout"])
 CHECK, INITIATE, EXCHANGE = (TOOL_INDEX["return.check_eligibility"], TOOL_INDEX["return.initiate"],
@@ -125,7 +125,7 @@ def add_orders(key: jax.Array, world: World, catalog: Catalog, n: jnp.ndarray,
     free = ~world.order_valid
     if force_one:
         free = jnp.where(jnp.any(free), free, jnp.arange(o) == o - 1)
-    n_take = jnp.minimum(n, jnp.sum(free))
+    n_take = jnp.minimum(jnp.minimum(n, jnp.sum(free)), jnp.sum(scratch.order_valid))  # a real history can run out
     rank = jnp.argsort(jnp.argsort(jnp.where(free, jax.random.uniform(k_slot, (o,)), 2.0)))
     new = free & (rank < n_take)
     src = jnp.clip(rank, 0, o - 1)
@@ -133,7 +133,8 @@ def add_orders(key: jax.Array, world: World, catalog: Catalog, n: jnp.ndarray,
     def take(mine, drawn):
         return jnp.where(new.reshape((o,) + (1,) * (mine.ndim - 1)), drawn[src], mine)
 
-    out = world.replace(**{f: take(getattr(world, f), getattr(scratch, f)) for f in ORDER_FIELDS})
+    out = world.replace(customer=scratch.customer,
+                        **{f: take(getattr(world, f), getattr(scratch, f)) for f in ORDER_FIELDS})
     old = jnp.where((world.order_valid & ~new)[:, None], world.line_product, -1).reshape(-1)
     return _redraw_clashes(k_redraw, out, catalog, new, old), new
 

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 
+from ecomjax.catalog.history import OrderHistory
 from ecomjax.catalog.types import Catalog
 from ecomjax.world.errors import ToolError
 from ecomjax.world.state import (
@@ -39,12 +40,15 @@ def _eta_and_tracking(key: jax.Array, status: jnp.ndarray, order_day: jnp.ndarra
 
 
 def generate_orders(key: jax.Array, world: World, catalog: Catalog, num_orders: jnp.ndarray) -> World:
-    """Fill the first `num_orders` order slots with a random history, newest first.
+    """Fill the first `num_orders` order slots with an order history, newest first.
 
-    Each order: age U{0..90} days, status by the prior system's mix, 1..L lines of random products
-    (qty U{1..3}, unit price = catalog price of a random catalog variant or the product), ETA and tracking
-    by status.
+    A catalog with a real order history (`catalog.history`) supplies real orders (`draw_history_orders`).
+    Otherwise each order is synthesised: age U{0..90} days, status by the prior system's mix, 1..L lines of
+    random products (qty U{1..3}, unit price = catalog price of a random catalog variant or the product),
+    ETA and tracking by status.
     """
+    if catalog.history is not None:
+        return draw_history_orders(key, world, catalog.history, num_orders)
     o, num_lines = world.line_product.shape
     k_age, k_status, k_lines, k_prod, k_var, k_qty, k_eta, k_addr, k_pay = jax.random.split(key, 9)
     ages = jnp.sort(jax.random.randint(k_age, (o,), 0, MAX_ORDER_AGE_DAYS + 1))           # newest first
@@ -73,6 +77,62 @@ def generate_orders(key: jax.Array, world: World, catalog: Catalog, num_orders: 
         line_variant=jnp.where(line_on, variants, -1),
         line_qty=jnp.where(line_on, jax.random.randint(k_qty, (o, num_lines), 1, 4), 0),
         line_price=jnp.where(line_on, price, 0),
+        order_source=jnp.full((o,), -1, jnp.int32),
+    )
+
+
+def _fit_lines(x: jnp.ndarray, num_lines: int, fill: int) -> jnp.ndarray:
+    """History line columns [K, Lh] cut or padded to the world's line slots [K, num_lines]."""
+    width = x.shape[1]
+    if width >= num_lines:
+        return x[:, :num_lines]
+    return jnp.pad(x, ((0, 0), (0, num_lines - width)), constant_values=fill)
+
+
+def draw_history_orders(key: jax.Array, world: World, history: OrderHistory, num_orders: jnp.ndarray) -> World:
+    """Fill the first `num_orders` order slots with real orders of `history`, in draw order.
+
+    The customer is `world.customer` (a JOURNEY's later intents keep it), else the owner of a random real
+    order, and is recorded there. Their own orders come first, in random order, then random orders of
+    other customers when they have fewer than `num_orders`. An order already in `world` is never drawn
+    again (so `add_orders` never repeats one); slots stay empty once every order is used. Lines,
+    quantities, prices paid, statuses, tracking numbers, addresses and payment methods are the real ones
+    (lines beyond the world's line slots are cut); the order day is `today − history.age`; ETAs follow
+    the status as for synthetic orders. Costs O(H) per call.
+    """
+    o, num_lines = world.line_product.shape
+    h = history.num_orders
+    k_user, k_pick, k_eta = jax.random.split(key, 3)
+    user = jnp.where(world.customer >= 0, world.customer, history.user[jax.random.randint(k_user, (), 0, h)])
+    rows = jnp.arange(h)
+    used = jnp.any(rows[:, None] == world.order_source[None, :], axis=1)                   # [H]
+    own = (history.user == user) & (user >= 0)
+    priority = jnp.where(used, 2.0, jnp.where(own, 0.0, 1.0)) + jax.random.uniform(k_pick, (h,))
+    ranked = jnp.argsort(priority)[:o]                                                     # [min(O, H)]
+    fresh = priority[ranked] < 2.0
+    picked = jnp.full((o,), -1, jnp.int32).at[: ranked.shape[0]].set(jnp.where(fresh, ranked, -1))
+    valid = (picked >= 0) & (jnp.arange(o) < num_orders)
+    src = jnp.clip(picked, 0, h - 1)
+    status = history.status[src]
+    order_day = world.today - history.age[src]
+    eta, _ = jax.vmap(_eta_and_tracking, in_axes=(0, 0, 0, None))(jax.random.split(k_eta, o), status, order_day,
+                                                                  world.today)
+    line_on = valid[:, None] & (_fit_lines(history.product[src], num_lines, -1) >= 0)
+    lines = lambda x, fill: jnp.where(line_on, _fit_lines(x[src], num_lines, fill), fill)  # noqa: E731
+    return world.replace(
+        order_valid=valid,
+        order_status=jnp.where(valid, status, 0),
+        order_day=jnp.where(valid, order_day, NO_DAY),
+        order_eta=jnp.where(valid, eta, NO_DAY),
+        order_tracking=jnp.where(valid, history.tracking[src], -1),
+        order_address=jnp.where(valid, history.address[src], 0),
+        order_payment=jnp.where(valid, history.payment[src], 0),
+        line_product=lines(history.product, -1),
+        line_variant=lines(history.variant, -1),
+        line_qty=lines(history.qty, 0),
+        line_price=lines(history.price, 0),
+        order_source=jnp.where(valid, picked, -1),
+        customer=user.astype(jnp.int32),
     )
 
 
@@ -135,6 +195,7 @@ def order_checkout(key: jax.Array, world: World, call: ToolCall, catalog: Catalo
         line_variant=world.line_variant.at[target].set(take(world.cart_variant, -1), mode="drop"),
         line_qty=world.line_qty.at[target].set(take(world.cart_qty, 0), mode="drop"),
         line_price=world.line_price.at[target].set(take(prices, 0), mode="drop"),
+        order_source=world.order_source.at[target].set(-1, mode="drop"),
         cart_product=jnp.where(ok, -1, world.cart_product),
         cart_variant=jnp.where(ok, -1, world.cart_variant),
         cart_qty=jnp.where(ok, 0, world.cart_qty),

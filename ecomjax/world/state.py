@@ -6,11 +6,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ecomjax.catalog.schema import MAX_VARIANTS, QUERY_TOKENS
+from ecomjax.catalog.schema import MAX_VARIANTS, ORDER_STATUSES, QUERY_TOKENS
 from ecomjax.catalog.retrieval import Filters, no_filters
 from ecomjax.catalog.types import Catalog
 
-ORDER_STATUSES: tuple[str, ...] = ("CONFIRMED", "SHIPPED", "IN_TRANSIT", "DELIVERED", "CANCELLED")
 CONFIRMED, SHIPPED, IN_TRANSIT, DELIVERED, CANCELLED = range(len(ORDER_STATUSES))
 RETURN_REASONS: tuple[str, ...] = (
     "defective", "wrong_item", "not_as_described", "changed_mind", "too_large", "too_small", "arrived_late",
@@ -69,6 +68,8 @@ class World:
     line_variant: jnp.ndarray       # [O, L] int32
     line_qty: jnp.ndarray           # [O, L] int32
     line_price: jnp.ndarray         # [O, L] int32 unit price cents
+    order_source: jnp.ndarray       # [O] int32 row of `catalog.history` the order was drawn from, -1 none
+    customer: jnp.ndarray           # [] int32 whose orders they are (a `catalog.history` user), -1 none
     ret_order: jnp.ndarray          # [R] int32, -1 empty
     ret_line: jnp.ndarray           # [R] int32
     ret_kind: jnp.ndarray           # [R] int32 RETURN_KIND_*
@@ -142,7 +143,7 @@ def empty_world(cap: Capacities, today: jnp.ndarray | int = 0) -> World:
         order_eta=_full((o,), NO_DAY), order_tracking=_full((o,), -1), order_address=_full((o,), 0),
         order_payment=_full((o,), 0),
         line_product=_full((o, ln), -1), line_variant=_full((o, ln), -1), line_qty=_full((o, ln), 0),
-        line_price=_full((o, ln), 0),
+        line_price=_full((o, ln), 0), order_source=_full((o,), -1), customer=jnp.int32(-1),
         ret_order=_full((r,), -1), ret_line=_full((r,), -1), ret_kind=_full((r,), 0), ret_reason=_full((r,), -1),
         ret_method=_full((r,), -1), ret_new_product=_full((r,), -1), ret_new_variant=_full((r,), -1),
         seen=_full((cap.seen,), -1), seen_count=jnp.int32(0), seen_overflow=jnp.int32(0),
