@@ -1,11 +1,14 @@
 """`python -m ecomjax.evaluate` end to end on a small catalog: JSON, plot, oracle vs noop, flag errors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ecomjax.evaluate import main, pass_hat_k
+
+TAU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tau-retail"
 
 
 def test_pass_hat_k_matches_tau_bench_definition():
@@ -40,7 +43,19 @@ def test_small_evaluation_writes_results(tmp_path, policy, want):
     (["--difficulties", "0,-1"], "--difficulties"),
     (["--episodes", "0"], "--episodes"),
     (["--policy", "checkpoint:/nope"], "trainer"),
+    (["--catalog", "nonsense"], "--catalog 'nonsense': unknown catalog spec 'nonsense'; expected one of"),
+    (["--catalog", "tau-retail:/nope"], "--catalog 'tau-retail:/nope': tau-retail folder '/nope' does not exist"),
 ])
 def test_bad_flags_fail_with_one_clear_message(argv, match):
     with pytest.raises(SystemExit, match=match):
         main(argv)
+
+
+@pytest.mark.skipif(not (TAU / "products.json").is_file(), reason=f"τ-bench retail data not found at {TAU}")
+def test_catalog_flag_evaluates_on_tau_retail(tmp_path):
+    out = tmp_path / "tau"
+    main(["--policy", "oracle", "--collection", "C1", "--difficulties", "3", "--episodes", "16", "--k", "1",
+          "--catalog", f"tau-retail:{TAU}", "--out", str(out)])
+    data = json.loads((out / "results.json").read_text())
+    assert data["catalog"] == f"tau-retail:{TAU}" and data["num_products"] == 591
+    assert data["results"]["PD"]["3"]["success_rate"] == 1.0

@@ -39,6 +39,9 @@ paid) with repeated entries as its quantity; statuses mapped by `STATUS_MAP` (pe
 processed -> SHIPPED, delivered -> DELIVERED, cancelled -> CANCELLED); the first tracking id kept in full
 in `vocab.history["tracking_ids"]` and as its last 9 digits in `history.tracking`; address 0 when the
 order ships to the customer's address on file; payment 0 when paid with the customer's first method.
+Customer profiles (name, email, address, payment method ids, order ids) are `vocab.history["users"]`.
+Without orders.json the catalog has no history (orders are synthesised); without users.json order owners
+are unknown (`history.user = -1`) and the world draws orders without a customer.
 
 Bad or missing fields are counted by reason in `vocab.source["bad"]` and reported in one warning; the
 record they make unusable is skipped (a variant without a valid item id, price or `available`; an order
@@ -84,6 +87,7 @@ STATUS_MAP: dict[str, str] = {
     "delivered": "DELIVERED", "return requested": "DELIVERED", "exchange requested": "DELIVERED",
     "cancelled": "CANCELLED",
 }
+STATUS_IDS: dict[str, int] = {k: ORDER_STATUSES.index(v) for k, v in STATUS_MAP.items()}
 DEFAULT_TAXONOMY = "general/other"
 TYPE_TAXONOMY: dict[str, str] = {
     "laptop": "electronics/computers", "tablet": "electronics/computers", "e-reader": "electronics/computers",
@@ -167,8 +171,8 @@ class _Report:
     bad: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
-    def count(self, reason: str, where: str) -> None:
-        self.bad[reason] = self.bad.get(reason, 0) + 1
+    def count(self, reason: str, where: str, n: int = 1) -> None:
+        self.bad[reason] = self.bad.get(reason, 0) + n
         if len(self.examples) < 5:
             self.examples.append(f"{where} ({reason})")
 
@@ -191,6 +195,12 @@ def _text(value: Any) -> str:
     if value is None or isinstance(value, (bool, dict, list)):
         return ""
     return str(value).strip()
+
+
+def _field(record: dict, name: str, kind: type) -> Any:
+    """record[name] when it is a `kind` (dict or list), else an empty one."""
+    value = record.get(name)
+    return value if isinstance(value, kind) else kind()
 
 
 @dataclass
@@ -319,14 +329,14 @@ def _parse_users(entries: list[tuple[str, Any]], report: _Report) -> tuple[list[
         if not isinstance(user, dict):
             report.count("user", f"user {key}")
             continue
-        name = user.get("name") if isinstance(user.get("name"), dict) else {}
-        methods = user.get("payment_methods") if isinstance(user.get("payment_methods"), dict) else {}
-        orders = user.get("orders") if isinstance(user.get("orders"), list) else []
+        name = _field(user, "name", dict)
+        full_name = " ".join(p for p in (_text(name.get("first_name")), _text(name.get("last_name"))) if p)
         ids.append(key)
         profiles.append({
-            "user_id": key, "name": " ".join(p for p in (_text(name.get("first_name")), _text(name.get("last_name"))) if p),
-            "email": _text(user.get("email")), "address": user.get("address") if isinstance(user.get("address"), dict) else {},
-            "payment_methods": [str(m) for m in methods], "orders": [_text(o) for o in orders],
+            "user_id": key, "name": full_name, "email": _text(user.get("email")),
+            "address": _field(user, "address", dict),
+            "payment_methods": [str(m) for m in _field(user, "payment_methods", dict)],
+            "orders": [_text(o) for o in _field(user, "orders", list)],
         })
     return ids, profiles
 
@@ -377,55 +387,52 @@ def _payment(order: dict, profile: dict | None, report: _Report, where: str) -> 
     return (PAYMENT_FIRST if methods[:1] == [method] else PAYMENT_OTHER), method
 
 
+def _order_row(key: str, order: Any, seen: set[str], index: dict[str, int], user_index: dict[str, int],
+               profiles: list[dict], report: _Report) -> dict | None:
+    """One order as a history row, or None (counted) when it has no id, a repeated id, no known status or no
+    usable line. `user_index` empty: no users file, owners unknown (not counted)."""
+    where = f"order {key}"
+    order_id = _text(order.get("order_id")) if isinstance(order, dict) else ""
+    if not order_id or order_id in seen:
+        report.count("duplicate_order_id" if order_id else "order", where)
+        return None
+    status = STATUS_IDS.get(_text(order.get("status")).lower(), -1)
+    if status < 0:
+        report.count("order_status", where)
+        return None
+    lines = _order_lines(order, index, report, where)
+    if not lines:
+        report.count("order_empty", where)
+        return None
+    user = user_index.get(_text(order.get("user_id")), -1)
+    if user < 0 and user_index:
+        report.count("order_user", where)
+    profile = profiles[user] if user >= 0 else None
+    elsewhere = profile is not None and order.get("address") != profile["address"]
+    payment, method = _payment(order, profile, report, where)
+    return {"order_id": order_id, "status": status, "user": user, "lines": lines,
+            "tracking": _first_tracking(order, report, where),
+            "address": ADDRESS_OTHER if elsewhere else ADDRESS_ON_FILE, "payment": payment, "method": method}
+
+
 def _build_history(entries: list[tuple[str, Any]], index: dict[str, int], user_ids: list[str],
-                   profiles: list[dict], users_known: bool, report: _Report) -> tuple[OrderHistory | None, dict]:
+                   profiles: list[dict], report: _Report) -> tuple[OrderHistory | None, dict]:
     """The OrderHistory of every usable order and its strings (Vocab.history)."""
-    status_ids = {k: ORDER_STATUSES.index(v) for k, v in STATUS_MAP.items()}
     user_index = {u: i for i, u in enumerate(user_ids)}
     rows: list[dict] = []
     seen: set[str] = set()
     for key, order in entries:
-        where = f"order {key}"
-        order_id = _text(order.get("order_id")) if isinstance(order, dict) else ""
-        if not order_id:
-            report.count("order", where)
-            continue
-        if order_id in seen:
-            report.count("duplicate_order_id", where)
-            continue
-        status = status_ids.get(_text(order.get("status")).lower(), -1)
-        if status < 0:
-            report.count("order_status", where)
-            continue
-        lines = _order_lines(order, index, report, where)
-        if not lines:
-            report.count("order_empty", where)
-            continue
-        seen.add(order_id)
-        owner = _text(order.get("user_id"))
-        if not users_known and owner and owner not in user_index:
-            user_index[owner] = len(user_ids)
-            user_ids.append(owner)
-            profiles.append({"user_id": owner})
-        user = user_index.get(owner, -1)
-        if user < 0:
-            report.count("order_user", where)
-        profile = profiles[user] if user >= 0 and users_known else None
-        on_file = profile is not None and order.get("address") == profile.get("address")
-        payment, method = _payment(order, profile, report, where)
-        tracking = _first_tracking(order, report, where)
-        rows.append({"order_id": order_id, "status": status, "user": user, "lines": lines, "tracking": tracking,
-                     "address": ADDRESS_ON_FILE if on_file or profile is None else ADDRESS_OTHER,
-                     "payment": payment, "method": method})
-    for i, profile in enumerate(profiles):
-        known = sum(o in seen for o in profile.get("orders", []))
-        for _ in range(len(profile.get("orders", [])) - known):
-            report.count("user_order", f"user {user_ids[i]}")
+        row = _order_row(key, order, seen, index, user_index, profiles, report)
+        if row is not None:
+            seen.add(row["order_id"])
+            rows.append(row)
+    for user_id, profile in zip(user_ids, profiles):
+        missing = sum(o not in seen for o in profile["orders"])
+        if missing:
+            report.count("user_order", f"user {user_id}", missing)
     strings = {"order_ids": [r["order_id"] for r in rows], "tracking_ids": [r["tracking"] for r in rows],
                "payment_method_ids": [r["method"] for r in rows], "user_ids": user_ids, "users": profiles}
-    if not rows:
-        return None, strings
-    return history_from_arrays(_history_arrays(rows)), strings
+    return (history_from_arrays(_history_arrays(rows)) if rows else None), strings
 
 
 def _history_arrays(rows: list[dict]) -> dict[str, np.ndarray]:
@@ -468,10 +475,10 @@ def load_tau_retail(path: str | Path, *, emb_dim: int = DEFAULT_DIM) -> tuple[Ca
         raise ValueError(f"tau-retail folder {str(path)!r}: every variant is bad ({len(product_entries)} product "
                          f"types read, 0 variants loaded, bad by reason {dict(sorted(report.bad.items()))})")
     index = {item.item_id: i for i, item in enumerate(items)}
-    users_known = (path / USERS_FILE).is_file()
-    user_ids, profiles = _parse_users(_read_entries(path / USERS_FILE), report) if users_known else ([], [])
+    users = _read_entries(path / USERS_FILE) if (path / USERS_FILE).is_file() else []
+    user_ids, profiles = _parse_users(users, report)
     order_entries = _read_entries(path / ORDERS_FILE) if (path / ORDERS_FILE).is_file() else []
-    history, strings = _build_history(order_entries, index, user_ids, profiles, users_known, report)
+    history, strings = _build_history(order_entries, index, user_ids, profiles, report)
 
     n = len(items)
     ids = [item.item_id for item in items]
@@ -483,7 +490,8 @@ def load_tau_retail(path: str | Path, *, emb_dim: int = DEFAULT_DIM) -> tuple[Ca
     ship_days, _ = synth_ship_stock(ids)
     catalog = assemble(
         price_cents=np.asarray([item.cents for item in items], np.int32),
-        rating=np.asarray([r for r, _ in ratings], np.float32), rating_count=np.asarray([c for _, c in ratings], np.int32),
+        rating=np.asarray([r for r, _ in ratings], np.float32),
+        rating_count=np.asarray([c for _, c in ratings], np.int32),
         ship_days=ship_days, stock=np.asarray([derived_stock(i.item_id, i.available) for i in items], np.int32),
         leaf=np.asarray([node_of[p] for p in paths], np.int32), brand=np.asarray(cols.brand, np.int32),
         store=np.zeros(n, np.int32), attr=np.asarray(cols.attr, np.int32), num=np.asarray(cols.num, np.float32),
