@@ -213,6 +213,16 @@ class TextEnv:
             out.append((self.observation(b), ep.reward, ep.done, ep.info))
         return out
 
+    def stop(self, b: int, reason: str) -> None:
+        """End episode b outside the env's rules (a caller's context or turn limit). It is scored as it
+        stands, like an episode that ran out of turns; `info` gets `truncated` and the reason."""
+        ep = self.episodes[b]
+        if ep.done:
+            return
+        ep.done = True
+        ep.reward = float(ep.info["reward"])
+        ep.info = {**ep.info, "truncated": True, "termination_reason": reason}
+
     def step(self, action_json: str) -> tuple[dict, float, bool, dict]:
         if len(self.episodes) != 1:
             raise RuntimeError(f"step() drives one episode; this TextEnv holds {len(self.episodes)} (use step_batch)")
@@ -277,7 +287,8 @@ class TextEnv:
         """Episode b's `TimeStep.info` (stable keys, Python values) plus what the text layer noticed."""
         host = {k: _scalar(self.host_info[k][b]) for k in ("reward", *INFO_KEYS)}
         host["termination_reason"] = TERMINATIONS[host["termination_reason"]]
-        host["task"] = TASK_NAMES[host["task"]]
+        host["task_id"], host["task"] = host["task"], TASK_NAMES[host["task"]]
+        host["truncated"] = False
         host["format_error"] = None if turn is None else turn.format_error
         host["unknown_keys"] = [] if turn is None else list(turn.unknown_keys)
         host["tool_error_messages"] = [] if turn is None else [c["error"] for c in turn.calls if c["error"]]
