@@ -29,6 +29,7 @@ from ecomjax.testing.random_policy import random_action
 from ecomjax.testing.rollout import batch_runner
 
 POLICIES = ("oracle", "random", "noop")
+CHECKPOINT = "checkpoint:"
 MAX_DIFFICULTY = 100
 MAX_EPISODES = 100_000
 
@@ -38,15 +39,18 @@ def _noop(key, state, params):
 
 
 def _policy(spec: str):
+    """A structured policy, or the path of a trained checkpoint for `checkpoint:PATH`."""
     if spec == "oracle":
         return oracle.act
     if spec == "random":
         return random_action
     if spec == "noop":
         return _noop
-    if spec.startswith("checkpoint:"):
-        raise SystemExit(f"--policy {spec}: checkpoint policies need the trainer, which is not built yet; "
-                         f"use one of {list(POLICIES)}")
+    if spec.startswith(CHECKPOINT):
+        path = spec[len(CHECKPOINT):].strip()
+        if not path or not Path(path).is_dir():
+            raise SystemExit(f"--policy {spec}: {path!r} is not a directory (a training run's --out)")
+        return path
     raise SystemExit(f"--policy: unknown value {spec!r}; expected one of {list(POLICIES)} or checkpoint:PATH")
 
 
@@ -73,6 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--catalog", default="synthetic", help=" | ".join(SPEC_FORMS))
     p.add_argument("--num-products", type=int, default=10_000, help="size of the synthetic catalog")
     p.add_argument("--out", default="runs/eval")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of checkpoint policies")
     args = p.parse_args(argv)
     _policy(args.policy)
     try:
@@ -106,7 +111,8 @@ def summarise(infos: list[dict], states_tool_calls: list[np.ndarray], k: int) ->
     correct = np.stack([np.asarray(i["is_correct"]) for i in infos], axis=1)            # [E, k]
     cat = lambda key: np.concatenate([np.asarray(i[key], np.float64) for i in infos])  # noqa: E731
     calls = np.concatenate(states_tool_calls).astype(np.float64)
-    reasons = np.concatenate([np.asarray(i["termination_reason"]) for i in infos])
+    reasons = [r if isinstance(r, str) else TERMINATIONS[int(r)] for i in infos for r in np.atleast_1d(
+        np.asarray(i["termination_reason"], object))]
     return {
         "episodes": int(correct.shape[0]), "trials": k, "success_rate": float(correct.mean()),
         "pass@1": float(correct.mean()), f"pass^{k}": pass_hat_k(correct, k),
@@ -115,7 +121,7 @@ def summarise(infos: list[dict], states_tool_calls: list[np.ndarray], k: int) ->
         "hallucination_rate": float(cat("hall_rate").mean()),
         "tool_error_rate": float(cat("tool_errors").sum() / max(calls.sum(), 1.0)),
         "mean_turns": float(cat("turns").mean()),
-        "terminations": {TERMINATIONS[r]: int((reasons == r).sum()) for r in np.unique(reasons)},
+        "terminations": {r: reasons.count(r) for r in sorted(set(reasons))},
     }
 
 
@@ -147,12 +153,48 @@ def load_catalog(args: argparse.Namespace):
         raise SystemExit(f"--catalog {args.catalog!r}: {err}") from None
 
 
+def model_runner(path: str, env, params, vocab, args):
+    """`run(keys, d, task, trial) -> (final states' tool-call counts, infos)` for a trained checkpoint: the
+    model plays the episodes through the text protocol (TextEnv) with its training rollout limits."""
+    from ecomjax.models.qwen3 import GREEDY, SamplingParams
+    from ecomjax.rl.checkpoint import load_policy
+    from ecomjax.rl.rollout import RolloutConfig, rollout
+    from ecomjax.rl.trainer import episode_seed
+    from ecomjax.text import TextEnv, load_tokenizer
+    from ecomjax.text.tokens import Renderer
+
+    try:
+        model, meta = load_policy(path)
+    except FileNotFoundError as err:
+        raise SystemExit(f"--policy checkpoint:{path}: {err}") from None
+    name = meta.get("tokenizer", "builtin")
+    tokenizer = load_tokenizer(None if name == "builtin" else name)
+    tenv = TextEnv(env, params, vocab, tokenizer)
+    limits = meta["train_config"]["rollout"]
+    sampling = GREEDY if args.temperature == 0 else SamplingParams(temperature=args.temperature)
+    cfg = RolloutConfig(max_new_tokens=limits["max_new_tokens"], max_seq_len=limits["max_seq_len"], sampling=sampling)
+    renderer = Renderer(tokenizer)
+
+    def run(keys, d, task, trial):
+        n = keys.shape[0]
+        seeds = [episode_seed(args.seed, int(task) * 1000 + int(d), e) for e in range(n)]
+        ro = rollout(model, tenv, renderer, seeds, [TASK_NAMES[int(task)]] * n, [int(d)] * n,
+                     jax.random.fold_in(jax.random.key(args.seed), trial), cfg)
+        infos = {k: np.asarray([i[k] for i in ro.infos], object if k == "termination_reason" else None)
+                 for k in ("is_correct", "reward", "r_task", "r_eff", "r_hall", "hall_rate", "tool_errors", "turns",
+                           "termination_reason")}
+        return np.asarray(tenv.host_states.world.tool_calls), infos
+
+    return run
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     console = Console()
-    catalog, _ = load_catalog(args)
+    catalog, vocab = load_catalog(args)
     env, params = make(args.collection if not args.tasks else "C8", catalog=catalog)
-    run = batch_runner(env, _policy(args.policy), params)
+    policy = _policy(args.policy)
+    run = model_runner(policy, env, params, vocab, args) if isinstance(policy, str) else batch_runner(env, policy, params)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
@@ -165,9 +207,13 @@ def main(argv=None) -> dict:
                 keys = jax.random.split(key, args.episodes)
                 infos, calls = [], []
                 for trial in range(args.k):
-                    states, ts = run(keys, jnp.int32(d), jnp.int32(TASK[name]), trial)
-                    infos.append(jax.device_get({**ts.info, "reward": ts.reward}))
-                    calls.append(np.asarray(states.world.tool_calls))
+                    if isinstance(policy, str):
+                        tool_calls, info = run(keys, d, TASK[name], trial)
+                    else:
+                        states, ts = run(keys, jnp.int32(d), jnp.int32(TASK[name]), trial)
+                        tool_calls, info = states.world.tool_calls, jax.device_get({**ts.info, "reward": ts.reward})
+                    infos.append(info)
+                    calls.append(np.asarray(tool_calls))
                     progress.advance(bar)
                 results.setdefault(name, {})[str(d)] = summarise(infos, calls, args.k)
     payload = {"policy": args.policy, "collection": args.collection, "seed": args.seed, "k": args.k,

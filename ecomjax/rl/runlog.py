@@ -1,0 +1,107 @@
+"""Run metrics: one JSON object per step in `OUT/metrics.jsonl` (flushed every step, trimmed to the
+checkpoint's step on resume so no step appears twice), TensorBoard event files in `OUT/tb/`, and PNG plots
+of reward and curriculum windows at the end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class RunLog:
+    """Append-only metrics of a run directory."""
+
+    def __init__(self, out: str | Path, resume_step: int | None = None, tensorboard: bool = True):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.path = self.out / METRICS_FILE
+        self.rows = [r for r in read_metrics(self.path) if resume_step is not None and r["step"] < resume_step]
+        with self.path.open("w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.rows)
+        self.writer = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out / "tb"), purge_step=resume_step)
+
+    def write(self, metrics: dict) -> None:
+        row = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
+        self.rows.append(row)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.writer.add_scalar(k, v, row["step"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The rows of a metrics.jsonl (a torn last line from an interrupted write is skipped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def plot_run(rows: list[dict], out: str | Path) -> list[Path]:
+    """`reward.png` (mean reward and success per step, with a moving average) and `curriculum.png`
+    (each task's window [l, h] per step). Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    if not rows:
+        return []
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("reward_mean", "mean reward"), ("is_correct_mean", "success rate")):
+        ys = [r.get(key) for r in rows]
+        ax.plot(steps, ys, alpha=0.35, label=f"{label} (per step)")
+        ax.plot(steps, moving_average(ys, 10), label=f"{label} (10-step mean)")
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    files = [out / "reward.png"]
+    fig.savefig(files[0], dpi=120)
+    plt.close(fig)
+    tasks = sorted({k.split("/")[1] for r in rows for k in r if k.startswith("curriculum/")})
+    if tasks:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for t in tasks:
+            line, = ax.plot(steps, [r.get(f"curriculum/{t}/h") for r in rows], label=f"{t} h")
+            ax.plot(steps, [r.get(f"curriculum/{t}/l") for r in rows], ls="--", color=line.get_color(), label=f"{t} l")
+        ax.set_xlabel("step")
+        ax.set_ylabel("difficulty window")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, ncol=2)
+        fig.tight_layout()
+        files.append(out / "curriculum.png")
+        fig.savefig(files[1], dpi=120)
+        plt.close(fig)
+    return files
+
+
+def moving_average(values: list, window: int) -> list[float]:
+    out, acc = [], []
+    for v in values:
+        acc.append(float("nan") if v is None else float(v))
+        recent = [x for x in acc[-window:] if not math.isnan(x)]
+        out.append(sum(recent) / len(recent) if recent else float("nan"))
+    return out
