@@ -1,5 +1,6 @@
 """Every task on real data: the oracle is correct on >= 99% of episodes at every difficulty 0..20 on the τ-bench
-retail catalog and order history (200 episodes per task and difficulty), and order tasks run on real orders."""
+retail catalog and order history (200 episodes per task and difficulty), order tasks run on real orders, and
+the env passes the conformance suite with a real order history in its params."""
 
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import ecomjax
 from ecomjax import oracle
 from ecomjax.catalog import load_tau_retail
 from ecomjax.tasks.goal import TASK, TASK_NAMES
+from ecomjax.testing.conformance import check_env
 from ecomjax.testing.rollout import batch_runner
 
 TAU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tau-retail"
@@ -55,3 +57,9 @@ def test_oracle_is_correct_at_every_difficulty_on_tau_retail(tau_catalog, task):
     assert min(acc) >= BAR, dict(enumerate(np.round(acc, 3)))
     if task in ORDER_TASKS:
         assert all(real), "order tasks must run on the real order history"
+
+
+def test_conformance_on_tau_retail(tau_catalog):
+    """jit == no-jit, vmap == loop, no retracing, stable pytrees and determinism with a real order history."""
+    env, params = ecomjax.make("C8", catalog=tau_catalog)
+    check_env(env, params, tuple(TASK[t] for t in ("RETURN", "STATUS", "CART")), oracle.act, difficulties=(7,))
