@@ -95,6 +95,20 @@ def test_sampling_is_reproducible_and_logprobs_are_raw(model: Qwen3, params: Sam
         assert np.all(rank < params.top_k)
 
 
+def test_per_row_keys_make_a_row_independent_of_the_batch(model: Qwen3) -> None:
+    params = SamplingParams(temperature=1.0)
+    keys = jax.random.split(jax.random.key(3), len(PROMPTS))
+    batch = generate(model, *left_pad(PROMPTS), keys, max_new_tokens=NEW, params=params)
+    alone = generate(model, *left_pad(PROMPTS[2:3]), keys[2:3], max_new_tokens=NEW, params=params)
+    np.testing.assert_array_equal(alone.tokens[0], batch.tokens[2])
+    np.testing.assert_allclose(alone.logprobs[0], batch.logprobs[2], atol=LOGPROB_TOL, rtol=0)
+    swapped = generate(model, *left_pad(PROMPTS[::-1]), keys[::-1], max_new_tokens=NEW, params=params)
+    np.testing.assert_array_equal(swapped.tokens[::-1], batch.tokens)
+    other = generate(model, *left_pad(PROMPTS), jax.random.split(jax.random.key(4), len(PROMPTS)),
+                     max_new_tokens=NEW, params=params)
+    assert not np.array_equal(other.tokens, batch.tokens)
+
+
 def test_filter_logits_top_k_and_top_p() -> None:
     logits = jnp.log(jnp.array([[0.5, 0.25, 0.15, 0.1]]))
     top2 = filter_logits(logits, SamplingParams(top_k=2))

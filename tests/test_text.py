@@ -93,14 +93,17 @@ def test_tokenizer_directory_errors_name_the_directory(tmp_path):
 
 # ------------------------------------------------------------------------------------------ prompt
 
-def test_system_prompt_lists_exactly_the_tool_registry():
-    prompt = system_prompt("CART", 3)
-    listed = dict(re.findall(r"^- ([a-z_]+\.[a-z_]+)\((.*?)\):", prompt, re.MULTILINE))
+@pytest.mark.parametrize("style", ["full", "compact"])
+def test_system_prompt_lists_exactly_the_tool_registry(style):
+    prompt = system_prompt("CART", 3, style)
+    listed = dict(re.findall(r"^- ([a-z_]+\.[a-z_]+)\((.*?)\)(?::|$)", prompt, re.MULTILINE))
     assert list(listed) == list(TOOL_NAMES)
     for name, sig in listed.items():
         args = [a.split(":")[0].strip() for a in sig.split(", ") if a]
         assert args == [a for a, _, _ in TOOL_ARGS[name]], name
     assert "at most 3 tool calls" in prompt and "Task: CART" in prompt
+    for field in ("recommended_product_ids", "selected_line_id", "order_status", "policy_answer", "intent"):
+        assert field in prompt
 
 
 # ------------------------------------------------------------------------------------------ parser

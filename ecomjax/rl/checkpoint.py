@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -20,9 +21,17 @@ KEEP = 3
 
 
 def manager(directory: str | Path, keep: int = KEEP, async_save: bool = True) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save)
-    return ocp.CheckpointManager(Path(directory).absolute(), options=options,
-                                 item_names=("state", "meta"))
+    """A manager private to this process (every process holds a full copy of the trainer's state: in a
+    multi-process run process 0 saves and every process can restore)."""
+    directory = Path(directory).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    solo = {}
+    if jax.process_count() > 1:
+        solo["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+            primary_host=jax.process_index(), active_processes={jax.process_index()})
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save, create=False,
+                                           **solo)
+    return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
 
 
 def _arrays(trainer: Trainer) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ecomjax.models.qwen3 import Qwen3, SamplingParams, generate
@@ -33,9 +34,11 @@ class RolloutConfig:
     sampling: SamplingParams = SamplingParams(temperature=1.0)
     length_bucket: int = LENGTH_BUCKET
     max_turns: int = 80
+    gen_batch: int = 256                      # sequences per sampler call (bounds KV-cache memory)
+    prefill_chunk: int = 512                  # prompt tokens per prefill pass (bounds attention memory)
 
     def __post_init__(self) -> None:
-        for name in ("max_new_tokens", "max_seq_len", "length_bucket", "max_turns"):
+        for name in ("max_new_tokens", "max_seq_len", "length_bucket", "max_turns", "gen_batch", "prefill_chunk"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
@@ -95,10 +98,38 @@ def left_pad(sequences: list[list[int]], length: int, pad_id: int) -> tuple[np.n
     return ids, mask
 
 
+def _generate_turn(model: Qwen3, convs: list[Conversation], live: list[bool], keys: jax.Array, cfg: RolloutConfig,
+                   stops: tuple[int, ...], pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One turn of generation for every live episode, `gen_batch` rows per sampler call (the last call padded
+    with empty rows); episode b samples with its own `keys[b]`, so batching never changes what it says.
+    Returns tokens/logprobs [N, max_new_tokens] and lengths [N]."""
+    n = len(convs)
+    rows = min(cfg.gen_batch, n)
+    tokens = np.zeros((n, cfg.max_new_tokens), np.int32)
+    logprobs = np.zeros((n, cfg.max_new_tokens), np.float32)
+    lengths = np.zeros(n, np.int32)
+    for start in range(0, n, rows):
+        idx = list(range(start, min(start + rows, n)))
+        if not any(live[i] for i in idx):
+            continue
+        row_keys = keys[np.asarray(idx + [idx[0]] * (rows - len(idx)))]
+        seqs = [convs[i].ids if live[i] else [] for i in idx] + [[]] * (rows - len(idx))
+        length = _bucket(max(len(s) for s in seqs), cfg.length_bucket)
+        prompt, mask = left_pad(seqs, length, pad_id)
+        budget = np.asarray([cfg.max_new_tokens if live[i] else 0 for i in idx] + [0] * (rows - len(idx)), np.int32)
+        gen = generate(model, prompt, mask, row_keys, max_new_tokens=cfg.max_new_tokens,
+                       params=cfg.sampling, stop_tokens=stops, max_new_per_seq=budget, pad_id=pad_id,
+                       prefill_chunk=min(cfg.prefill_chunk, length))
+        t, lp, ln = (np.asarray(x) for x in jax.device_get((gen.tokens, gen.logprobs, gen.lengths)))
+        tokens[idx], logprobs[idx], lengths[idx] = t[: len(idx)], lp[: len(idx)], ln[: len(idx)]
+    return tokens, logprobs, lengths
+
+
 def rollout(model: Qwen3, tenv: TextEnv, renderer: Renderer, seeds: list[int], env_ids: list[str],
-            difficulties: list[int], key: jax.Array, cfg: RolloutConfig) -> Rollouts:
+            difficulties: list[int], key: jax.Array, cfg: RolloutConfig, first_index: int = 0) -> Rollouts:
     """Play len(seeds) episodes with `model` to their ends. Episodes with equal seeds, task and difficulty
-    start identically (a GRPO group); their sampling keys differ."""
+    start identically (a GRPO group); their sampling keys differ. Episode b samples with keys derived from
+    (`key`, `first_index + b`, turn) only: a batch split over processes samples what one process would."""
     tok = renderer.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else renderer.im_end
     stops = tuple(sorted({renderer.im_end, *([tok.eos_token_id] if tok.eos_token_id is not None else [])}))
@@ -112,12 +143,9 @@ def rollout(model: Qwen3, tenv: TextEnv, renderer: Renderer, seeds: list[int], e
         live = [not ep.done for ep in tenv.episodes]
         if not any(live):
             break
-        length = _bucket(max(len(c) for c, lv in zip(convs, live) if lv), cfg.length_bucket)
-        prompt, mask = left_pad([c.ids if lv else [] for c, lv in zip(convs, live)], length, pad_id)
-        budget = np.where(live, cfg.max_new_tokens, 0).astype(np.int32)
-        gen = generate(model, prompt, mask, jax.random.fold_in(key, turn), max_new_tokens=cfg.max_new_tokens,
-                       params=cfg.sampling, stop_tokens=stops, max_new_per_seq=budget, pad_id=pad_id)
-        tokens, logprobs, lengths = (np.asarray(x) for x in jax.device_get((gen.tokens, gen.logprobs, gen.lengths)))
+        turn_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, i), turn))(
+            jnp.arange(first_index, first_index + n))
+        tokens, logprobs, lengths = _generate_turn(model, convs, live, turn_keys, cfg, stops, pad_id)
         texts, closed = [], []
         for b in range(n):
             ids = tokens[b, : lengths[b]].tolist() if live[b] else []

@@ -22,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ecomjax import curriculum as cur
+from ecomjax.rl import distributed
 from ecomjax.models.qwen3 import Qwen3, token_logprobs
 from ecomjax.models.qwen3.sharding import DATA, shard_model
 from ecomjax.rl.losses import LossConfig, group_advantages, informative, overlong_penalty, policy_loss
@@ -164,6 +165,10 @@ class Trainer:
         self.curriculum = cur.init(cfg.curriculum)
         self.step_index = 0
         self.key = jax.random.key(cfg.seed)
+        self.process_index, self.num_processes = distributed.process()
+        if cfg.problems % self.num_processes:
+            raise ValueError(f"num_envs / group_size = {cfg.problems} problems must split evenly over "
+                             f"{self.num_processes} processes")
 
     # -------------------------------------------------------------------------------- sampling
 
@@ -179,12 +184,17 @@ class Trainer:
         return np.asarray(tasks), np.asarray(ds), seeds
 
     def _rollout_groups(self, step: int, round_: int) -> Rollouts:
+        """This process's share of one batch of problems (a contiguous block), G rollouts each."""
         g, p = self.cfg.group_size, self.cfg.problems
         tasks, ds, seeds = self._problems(step, round_, p)
+        local = p // self.num_processes
+        mine = slice(self.process_index * local, (self.process_index + 1) * local)
+        tasks, ds, seeds = tasks[mine], ds[mine], seeds[mine]
         key = jax.random.fold_in(jax.random.fold_in(self.key, step), _ROLLOUT_SALT + round_)
         return rollout(self.model, self.tenv, self.renderer, [s for s in seeds for _ in range(g)],
                        [TASK_NAMES[int(t)] for t in tasks for _ in range(g)],
-                       [int(d) for d in ds for _ in range(g)], key, self.cfg.rollout)
+                       [int(d) for d in ds for _ in range(g)], key, self.cfg.rollout,
+                       first_index=self.process_index * local * g)
 
     def _rewards(self, ro: Rollouts) -> np.ndarray:
         r = ro.rewards.astype(np.float32)
@@ -197,15 +207,15 @@ class Trainer:
         """Rollouts of one step with dynamic sampling: groups whose rewards are all equal carry no signal
         and are dropped; extra problem batches refill the batch up to `max_resample_rounds` times. Every
         generated episode updates the curriculum. Returns (rollouts [N], rewards [N], weights [N], stats)."""
-        g, p = self.cfg.group_size, self.cfg.problems
+        g, p = self.cfg.group_size, self.cfg.problems // self.num_processes
         kept_groups: list[Rollouts] = []
         kept_rewards: list[np.ndarray] = []
         generated = dropped = 0
         fallback: tuple[Rollouts, np.ndarray] | None = None
         for round_ in range(1 + (self.cfg.max_resample_rounds if self.cfg.dynamic_sampling else 0)):
             ro = self._rollout_groups(step, round_)
-            self.curriculum = cur.update(self.curriculum, jnp.asarray(ro.tasks), jnp.asarray(ro.difficulties),
-                                         jnp.asarray(ro.is_correct))
+            outcomes = [distributed.gather(x) for x in (ro.tasks, ro.difficulties, ro.is_correct)]
+            self.curriculum = cur.update(self.curriculum, *(jnp.asarray(x) for x in outcomes))
             rewards = self._rewards(ro)
             generated += p
             if fallback is None:
@@ -216,11 +226,12 @@ class Trainer:
             good = np.asarray(informative(jnp.asarray(rewards.reshape(p, g))))
             dropped += int((~good).sum())
             for q in np.nonzero(good)[0]:
-                if sum(len(k.rewards) for k in kept_groups) < self.cfg.num_envs:
+                if sum(len(k.rewards) for k in kept_groups) < p * g:
                     idx = np.arange(q * g, (q + 1) * g)
                     kept_groups.append(ro.select(idx))
                     kept_rewards.append(rewards[idx])
-            if sum(len(k.rewards) for k in kept_groups) >= self.cfg.num_envs:
+            full = sum(len(k.rewards) for k in kept_groups) >= p * g
+            if distributed.gather(np.asarray([full])).all():         # every process stops at the same round
                 break
         stats = {"groups_generated": generated, "groups_dropped": dropped,
                  "dropped_share": dropped / max(generated, 1)}
@@ -248,8 +259,8 @@ class Trainer:
         length = -(-max(len(c) for c in ro.conversations) // self.cfg.rollout.length_bucket) \
             * self.cfg.rollout.length_bucket
         arrays = training_arrays(ro.conversations, adv, weights, length, rows_padded, self.pad_id)
-        global_tokens = float(arrays["loss_mask"].sum())
-        global_sequences = float(rows)
+        global_tokens = distributed.global_sum(float(arrays["loss_mask"].sum()))
+        global_sequences = distributed.global_sum(float(rows))
         local = self.cfg.loss.loss_type in ("grpo", "bnpo")
         n_micro = rows_padded // micro
         total, grads_sum, metrics_sum = 0.0, None, {}
@@ -259,13 +270,13 @@ class Trainer:
             if self.reference is not None:
                 ref = reference_logprobs(self.reference, batch["tokens"], batch["attention"])
             loss, metrics, grads = grad_step(self.model, batch, self.cfg.loss, global_tokens, global_sequences, ref)
-            scale = 1.0 / n_micro if local else 1.0
+            scale = 1.0 / (n_micro * self.num_processes) if local else 1.0
             grads = jax.tree.map(lambda x: x * scale, grads)
             grads_sum = grads if grads_sum is None else jax.tree.map(jnp.add, grads_sum, grads)
             total += float(loss) * scale
             for k, v in metrics.items():
                 metrics_sum[k] = metrics_sum.get(k, 0.0) + float(v) / n_micro
-        grad_norm = float(apply_grads(self.optimizer, self.model, grads_sum))
+        grad_norm = float(apply_grads(self.optimizer, self.model, distributed.allreduce_sum(grads_sum)))
         return {"loss": total, "grad_norm": grad_norm, **{k: v for k, v in metrics_sum.items()},
                 "policy_tokens": global_tokens, "seq_len": float(length)}
 

@@ -44,22 +44,37 @@ def _signature(name: str) -> str:
     return f"{name}({', '.join(args)})"
 
 
-def tool_lines() -> list[str]:
-    """One line per tool: "- name(arg: type, arg: type = default): what it does"."""
-    return [f"- {_signature(name)}: {TOOL_DOCS[name]}" for name in TOOL_ARGS]
+def tool_lines(compact: bool = False) -> list[str]:
+    """One line per tool: "- name(arg: type, arg: type = default): what it does" (compact: no description)."""
+    return [f"- {_signature(name)}" + ("" if compact else f": {TOOL_DOCS[name]}") for name in TOOL_ARGS]
 
 
-def system_prompt(env_id: str, calls_per_turn: int | None = None) -> str:
-    """The system message of an episode of task `env_id` (disclosed as in the prior system)."""
+PROMPT_STYLES = ("full", "compact")
+
+
+def system_prompt(env_id: str, calls_per_turn: int | None = None, style: str = "full") -> str:
+    """The system message of an episode of task `env_id` (disclosed as in the prior system). The compact
+    style (for small models trained from scratch) keeps every tool signature and answer field and drops
+    the prose."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
+    compact = style == "compact"
     budget = f" You may make at most {calls_per_turn} tool calls per turn." if calls_per_turn else ""
-    answer = "\n".join(f"  {k}: {v}" for k, v in ANSWER_FIELDS)
     journey = ("\nThis is a JOURNEY: the customer has several requests, one after another. Answer each with "
                '"env": "JOURNEY" and its "intent" index; set "done" on the last one.' if env_id == "JOURNEY" else "")
+    tools = "\nTools:\n" + "\n".join(tool_lines(compact))
+    if compact:
+        fields = ", ".join(k for k, _ in ANSWER_FIELDS)
+        return (f"You are a shopping assistant. Task: {env_id}{journey}{tools}"
+                f"\nReturn reasons: {', '.join(RETURN_REASONS)}. Methods: {', '.join(RETURN_METHODS)}."
+                '\nReply with one JSON object: {"assistant_message": ..., "tool_calls": [{"name": ..., "args": {...}}], '
+                f'"answer": {{"env": ..., "done": true}}}}.{budget} Answer fields: {fields}.')
+    answer = "\n".join(f"  {k}: {v}" for k, v in ANSWER_FIELDS)
     return (
         "You are a shopping assistant for an online store. Help the customer using the tools. "
         "Never recommend a product you have not seen in a tool result."
         f"\nTask: {env_id}{journey}"
-        "\n\nTools:\n" + "\n".join(tool_lines()) +
+        "\n" + tools +
         f"\nSearch filters: {', '.join(EQ_FILTER_KEYS)} (exact values) and {', '.join(RANGE_FILTER_KEYS)} (numbers)."
         f"\nReturn reasons: {', '.join(RETURN_REASONS)}. Return methods: {', '.join(RETURN_METHODS)}."
         "\n\nReply with exactly one JSON object per turn:"

@@ -75,11 +75,11 @@ def corpus() -> list[str]:
     from ecomjax.catalog.synthetic import synthetic
     from ecomjax.tasks.goal import TASK_NAMES
     from ecomjax.text import agent
-    from ecomjax.text.prompt import system_prompt
+    from ecomjax.text.prompt import PROMPT_STYLES, system_prompt
     from ecomjax.world import policy_kb
 
     catalog, vocab = synthetic(CORPUS_CATALOG_PRODUCTS, seed=0)
-    texts = [system_prompt(t, 4) for t in TASK_NAMES]
+    texts = [system_prompt(t, 4, style) for t in TASK_NAMES for style in PROMPT_STYLES]
     texts += _template_strings()
     texts += [policy_kb.render_rule(r) for r in range(policy_kb.NUM_RULES)]
     texts += list(agent.KEY_QUESTIONS.values()) + [agent.GENERIC_QUESTION, agent.ORDER_QUESTION,

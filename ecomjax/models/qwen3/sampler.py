@@ -178,10 +178,18 @@ def _generate(
     logits, cache = _prefill(
         model, prompt, positions_from_mask(prompt_mask), key_valid, cache, prefill_chunk
     )
-    keys = jax.random.split(key, max_new_tokens)
+    per_row = key.ndim == 1
+    keys = (jax.vmap(lambda k: jax.random.split(k, max_new_tokens))(key) if per_row
+            else jax.random.split(key, max_new_tokens))  # [B, N] or [N]
+
+    def draw(i: Array, logits: Array) -> Array:
+        if per_row:
+            return jax.vmap(lambda k, row: sample_token(k, row[None], params)[0])(keys[:, i], logits)
+        return sample_token(keys[i], logits, params)
+
     loop = _Loop(
         step=jnp.int32(0),
-        token=sample_token(keys[0], logits, params),
+        token=draw(0, logits),
         logits=logits,
         done=budget <= 0,
         key_valid=key_valid,
@@ -205,7 +213,7 @@ def _generate(
         positions = (n_prompt + i)[:, None]  # [B, 1]
         h, cache = model.hidden_states(loop.token[:, None], positions, key_valid, loop.cache, slot)
         logits = model.logits(h[:, 0])  # [B, V]
-        token = sample_token(keys[i + 1], logits, params)
+        token = draw(i + 1, logits)
         return _Loop(
             i + 1, token, logits, done, key_valid, cache, out_tokens, out_logprobs, out_mask, out_logits
         )
@@ -248,6 +256,8 @@ def generate(
     """Samples up to `max_new_tokens` tokens after each LEFT-padded prompt.
 
     prompt, prompt_mask: [B, P] token ids and 1/0 real-token mask; every row's last column must be real.
+    key: one PRNG key, or a [B] array of keys (one per row): then row b's tokens depend only on its own
+    key and prompt, never on the rest of the batch (same episode, same sample, whatever the batching).
     stop_tokens: ids that end a sequence (the stop token itself is kept, with mask 1).
     max_new_per_seq: optional [B] budgets (capped at max_new_tokens).
     prefill_chunk: prompt tokens per prefill pass (bounds attention memory for long prompts).
