@@ -54,6 +54,30 @@ def _policy(spec: str):
     raise SystemExit(f"--policy: unknown value {spec!r}; expected one of {list(POLICIES)} or checkpoint:PATH")
 
 
+def _check_user_model(args: argparse.Namespace) -> None:
+    """--user-model-path only matters when a checkpoint plays through the text protocol, and must be a directory."""
+    path = args.user_model_path
+    if path is None:
+        return
+    if not args.policy.startswith(CHECKPOINT):
+        raise SystemExit(f"--user-model-path: only used with --policy checkpoint:PATH (the {args.policy!r} policy "
+                         "acts on the structured state and never reads the customer's text)")
+    if not Path(path).is_dir():
+        raise SystemExit(f"--user-model-path: {path!r} is not a directory")
+
+
+def customer_llm(path: str | None):
+    """The LLM customer tier of `--user-model-path` (None without it); a bad directory ends with one message."""
+    if path is None:
+        return None
+    from ecomjax.user.llm import LLMCustomer
+
+    try:
+        return LLMCustomer.from_pretrained(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"--user-model-path: {err}") from None
+
+
 def _int_list(flag: str, text: str, lo: int, hi: int) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -78,8 +102,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-products", type=int, default=10_000, help="size of the synthetic catalog")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of checkpoint policies")
+    p.add_argument("--user-model-path", default=None, metavar="DIR",
+                   help="a local Qwen3 checkpoint with its tokenizer that paraphrases the simulated customer's "
+                        "messages (LLM customer tier; only with --policy checkpoint:PATH)")
     args = p.parse_args(argv)
     _policy(args.policy)
+    _check_user_model(args)
     try:
         collection = collection_tasks(args.collection)
     except ValueError as err:
@@ -169,7 +197,7 @@ def model_runner(path: str, env, params, vocab, args):
         raise SystemExit(f"--policy checkpoint:{path}: {err}") from None
     name = meta.get("tokenizer", "builtin")
     tokenizer = load_tokenizer(None if name == "builtin" else name)
-    tenv = TextEnv(env, params, vocab, tokenizer)
+    tenv = TextEnv(env, params, vocab, tokenizer, customer_llm=customer_llm(args.user_model_path))
     limits = meta["train_config"]["rollout"]
     sampling = GREEDY if args.temperature == 0 else SamplingParams(temperature=args.temperature)
     cfg = RolloutConfig(max_new_tokens=limits["max_new_tokens"], max_seq_len=limits["max_seq_len"], sampling=sampling)
@@ -185,6 +213,7 @@ def model_runner(path: str, env, params, vocab, args):
                            "termination_reason")}
         return np.asarray(tenv.host_states.world.tool_calls), infos
 
+    run.customer_llm_stats = tenv.customer_llm_stats
     return run
 
 
@@ -219,6 +248,9 @@ def main(argv=None) -> dict:
     payload = {"policy": args.policy, "collection": args.collection, "seed": args.seed, "k": args.k,
                "catalog": args.catalog, "num_products": catalog.num_products, "seconds": time.perf_counter() - start,
                "results": results}
+    stats = getattr(run, "customer_llm_stats", None)
+    if stats is not None:
+        payload["customer_llm"] = stats.as_dict()
     (out / "results.json").write_text(json.dumps(payload, indent=2))
     plot(results, out / "success_vs_difficulty.png")
     table = Table(title=f"{args.policy} on {', '.join(args.task_names)} ({args.episodes} episodes x {args.k} trials)")
@@ -231,6 +263,9 @@ def main(argv=None) -> dict:
                           f"{m['r_task']:+.3f}", f"{m['r_eff']:+.3f}", f"{m['r_hall']:+.3f}",
                           f"{m['tool_error_rate']:.1%}", f"{m['mean_turns']:.1f}", ends)
     console.print(table)
+    if "customer_llm" in payload:
+        c = payload["customer_llm"]
+        console.print(f"LLM customer: {c['accepted']}/{c['requests']} paraphrases used, fallbacks {c['fallbacks']}")
     console.print(f"wrote {out / 'results.json'} and {out / 'success_vs_difficulty.png'}")
     return payload
 

@@ -27,7 +27,7 @@ from ecomjax.tasks.goal import MAX_INTENTS, TASK, TASK_NAMES
 from ecomjax.text.agent import Lexicon, action_to_json
 from ecomjax.text.chat import ChatFormat
 from ecomjax.text.parse import ParsedTurn, parse_turn
-from ecomjax.text.prompt import system_prompt
+from ecomjax.text.prompt import PROMPT_STYLES, system_prompt
 from ecomjax.text.results import RenderContext, compact_json, host_tree, render_result
 from ecomjax.text.tokenizer import load_tokenizer
 from ecomjax.user.text import detect_ask
@@ -78,10 +78,11 @@ def current_intent(state: Any) -> int:
 class TextEnv:
     """The text protocol over a `ShopEnv`. `vocab` is the catalog's host strings (from the same
     `synthetic`/`load` call as `params.catalog`); `tokenizer` a HF tokenizer (built-in when None), used
-    for the tool-result token budget."""
+    for the tool-result token budget; `customer_llm` enables the LLM customer tier (see `_init_customer_llm`)."""
 
     def __init__(self, env: ShopEnv, params: EnvParams, vocab: Vocab, tokenizer=None, *,
-                 tool_result_tokens: int = DEFAULT_TOOL_RESULT_TOKENS, disclose_env_id: bool = True):
+                 tool_result_tokens: int = DEFAULT_TOOL_RESULT_TOKENS, disclose_env_id: bool = True,
+                 customer_llm=None, prompt_style: str = "full"):
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab: expected the catalog's Vocab (catalog, vocab = ecomjax.catalog.synthetic(...)), "
                             f"got {type(vocab).__name__}")
@@ -95,6 +96,9 @@ class TextEnv:
         self.chat = ChatFormat.for_tokenizer(self.tokenizer)
         self.tool_result_tokens = tool_result_tokens
         self.disclose_env_id = disclose_env_id
+        if prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
+        self.prompt_style = prompt_style
         self.catalog = host_tree(params.catalog)
         self.lexicon = Lexicon(vocab)
         self._template = host_tree(noop_action(params.cap))
@@ -106,6 +110,7 @@ class TextEnv:
         self.host_info: dict = {}
         self.keys: jax.Array | None = None
         self.episodes: list[Episode] = []
+        self._init_customer_llm(customer_llm)
 
     # ------------------------------------------------------------------------------------ jitted core
 
@@ -153,12 +158,15 @@ class TextEnv:
             env_id = TASK_NAMES[tasks[b]]
             budget = int(episode_difficulty(ds[b], 1).b_tool)
             ep = Episode(env_id=env_id, difficulty=ds[b],
-                         system=system_prompt(env_id if self.disclose_env_id else "unknown", budget))
+                         system=system_prompt(env_id if self.disclose_env_id else "unknown", budget,
+                                              self.prompt_style))
             opening = {"role": "user", "content": customer_message(state, self.catalog, self.vocab)}
             ep.conversation.append(opening)
             ep.new_messages = [opening]
             ep.info = self._info(b)
             self.episodes.append(ep)
+            self._customer_turns.append((b, opening, state, -1))
+        self._paraphrase_customer(range(n))
         return [self.observation(b) for b in range(n)]
 
     def reset(self, seed: int = 0, env_id: str | None = None, difficulty: int = 0) -> dict:
@@ -206,12 +214,11 @@ class TextEnv:
         self.states, ts = self._step(step_keys, self.states, stacked, jnp.asarray(live))
         self.host_states = host_tree(self.states)
         self.host_info = host_tree(ts.info)
-        out = []
         for b, ep in enumerate(self.episodes):
             if live[b]:
                 self._after_step(b, ep, parsed[b], action_jsons[b])
-            out.append((self.observation(b), ep.reward, ep.done, ep.info))
-        return out
+        self._paraphrase_customer(np.flatnonzero(live))
+        return [(self.observation(b), ep.reward, ep.done, ep.info) for b, ep in enumerate(self.episodes)]
 
     def stop(self, b: int, reason: str) -> None:
         """End episode b outside the env's rules (a caller's context or turn limit). It is scored as it
@@ -242,8 +249,9 @@ class TextEnv:
         reason = int(state.termination)
         if reason not in (AGENT_DONE, FORMAT_INVALID):
             asked = int(turn.action.ask_slot) if int(turn.action.msg_act) == ASK else -1
-            ep.new_messages.append({"role": "user", "content": customer_message(state, self.catalog, self.vocab,
-                                                                                asked)})
+            reply = {"role": "user", "content": customer_message(state, self.catalog, self.vocab, asked)}
+            ep.new_messages.append(reply)
+            self._customer_turns.append((b, reply, state, asked))
         ep.conversation += ep.new_messages
         ep.info = self._info(b, turn)
         ep.reward = float(ep.info["reward"]) if ep.done else 0.0
@@ -280,6 +288,32 @@ class TextEnv:
             return content
         keep = self.tool_result_tokens - len(self.tokenizer(TRUNCATION_MARKER, add_special_tokens=False)["input_ids"])
         return content[: enc["offset_mapping"][max(keep, 1)][0]] + TRUNCATION_MARKER
+
+    # ------------------------------------------------------------------------------------ LLM customer tier
+
+    def _init_customer_llm(self, customer_llm) -> None:
+        """The optional LLM customer tier (`user.llm`, issue 6 §7): `customer_llm` (an `LLMCustomer` or any
+        object with its `paraphrase_batch`) rewrites the template customer messages of each reset/step batch in
+        one call; `customer_llm_stats` counts requests, accepted paraphrases and fallbacks by reason."""
+        self.customer_llm = customer_llm
+        self.customer_llm_stats = None
+        self._customer_turns: list[tuple] = []
+        if customer_llm is not None:
+            from ecomjax.user.llm import LLMStats
+
+            self.customer_llm_stats = LLMStats()
+
+    def _paraphrase_customer(self, episodes) -> None:
+        """With a customer LLM: paraphrase this batch's customer messages (a rejected one keeps its template
+        text) and give each of `episodes` info["customer_llm"]. Without one: nothing (the template path)."""
+        turns, self._customer_turns = self._customer_turns, []
+        if self.customer_llm is None:
+            return
+        from ecomjax.user.llm import NOT_REQUESTED, paraphrase_turns
+
+        outcomes = paraphrase_turns(self.customer_llm, turns, self.catalog, self.vocab, self.customer_llm_stats)
+        for b in episodes:
+            self.episodes[b].info["customer_llm"] = outcomes.get(int(b), dict(NOT_REQUESTED))
 
     # ------------------------------------------------------------------------------------ views
 

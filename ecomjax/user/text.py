@@ -11,6 +11,9 @@ this module says it in English:
   (`rng_for`), never by Python's salted `hash()`, and never touches values (ids, numbers, prices,
   brands, colours, ...).
 
+`opening_message_facts` / `reply_message_facts` return the same text plus the values it states (its protected
+spans), the facts an LLM paraphrase of the message must keep (`user.llm`).
+
 Values are wrapped in protection markers while a message is assembled so that noise skips them, and every
 template is checked at import time to use only the placeholders its renderer fills: no `{placeholder}` can
 reach a message.
@@ -206,6 +209,18 @@ def _finish(marked: str, p_noise: float, noise_rng: np.random.Generator) -> str:
     text = re.sub(r"\s+([.,?!:;])", r"\1", text)
     # Last guard: templates are validated at import and values sanitised, so this never fires in practice.
     return text.replace("{", "(").replace("}", ")")
+
+
+def _protected_values(marked: str, text: str) -> tuple[str, ...]:
+    """The values of an assembled message (its protected spans, whitespace and braces normalised as `_finish`
+    writes them) that occur verbatim in its final `text`, in order of appearance, without repeats. Noise never
+    touches a protected span, so in practice every value is found; the check keeps the promise exact."""
+    out: list[str] = []
+    for m in _PROTECTED.finditer(marked):
+        value = re.sub(r"\s+", " ", m.group()[1:-1]).strip().replace("{", "(").replace("}", ")")
+        if value and value not in out and value in text:
+            out.append(value)
+    return tuple(out)
 
 
 def add_noise(text: str, p_noise: float, rng: np.random.Generator, protected: tuple[str, ...] = ()) -> str:
@@ -874,6 +889,17 @@ def opening_message(goal_i, world, catalog, vocab, rng: np.random.Generator, *, 
     return _finish(marked, p_noise, n_rng), info
 
 
+def opening_message_facts(goal_i, world, catalog, vocab, rng: np.random.Generator, *, p_noise: float = 0.0,
+                          journey_hint: bool = False) -> tuple[str, dict, tuple[str, ...]]:
+    """`opening_message` plus the values its text states (the protected spans: slot values, ids, dates,
+    product descriptions), each a verbatim substring of the text. Same arguments, same text and info."""
+    g = _goal_dict(goal_i)
+    t_rng, n_rng = _split(rng)
+    marked, info = _opening_marked(g, world, catalog, vocab, t_rng, journey_hint)
+    text = _finish(marked, p_noise, n_rng)
+    return text, info, _protected_values(marked, text)
+
+
 # ------------------------------------------------------------------------------------------ replies
 
 def _clarify_m(slot: int, g, world, catalog, vocab, rng) -> str | None:
@@ -1032,6 +1058,17 @@ def reply_message(message, goal_i, world, catalog, vocab, rng: np.random.Generat
     g = _goal_dict(goal_i, m["intent"])
     t_rng, n_rng = _split(rng)
     return _finish(_reply_marked(m, g, world, catalog, vocab, t_rng, int(asked_slot)), p_noise, n_rng)
+
+
+def reply_message_facts(message, goal_i, world, catalog, vocab, rng: np.random.Generator, *, p_noise: float = 0.0,
+                        asked_slot: int = -1) -> tuple[str, tuple[str, ...]]:
+    """`reply_message` plus the values its text states (see `opening_message_facts`). Same text."""
+    m = _message_dict(message)
+    g = _goal_dict(goal_i, m["intent"])
+    t_rng, n_rng = _split(rng)
+    marked = _reply_marked(m, g, world, catalog, vocab, t_rng, int(asked_slot))
+    text = _finish(marked, p_noise, n_rng)
+    return text, _protected_values(marked, text)
 
 
 def no_preference(rng: np.random.Generator, *, p_noise: float = 0.0) -> str:
@@ -1197,9 +1234,11 @@ __all__ = [
     "money",
     "no_preference",
     "opening_message",
+    "opening_message_facts",
     "order_ref",
     "reason_text",
     "reply_message",
+    "reply_message_facts",
     "rng_for",
     "slot_value",
     "template_counts",
