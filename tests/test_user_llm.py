@@ -80,11 +80,12 @@ class Counting:
     """Wraps a paraphraser and records the size of each paraphrase_batch call."""
 
     def __init__(self, inner):
-        self.inner, self.calls = inner, []
+        self.inner, self.calls, self.results = inner, [], []
 
     def paraphrase_batch(self, requests, vocab=None):
         self.calls.append(list(requests))
-        return self.inner.paraphrase_batch(requests, vocab)
+        self.results.append(self.inner.paraphrase_batch(requests, vocab))
+        return self.results[-1]
 
 
 def scripted(llm, monkeypatch, make):
@@ -95,7 +96,7 @@ def scripted(llm, monkeypatch, make):
         batch[:] = requests
         return LLMCustomer.paraphrase_batch(llm, requests, vocab)
 
-    monkeypatch.setattr(llm, "generate", lambda prompts, budgets: [
+    monkeypatch.setattr(llm, "generate", lambda prompts, budgets, seeds=None: [
         make(i, r) for i, r in enumerate(batch) if r.facts is not None])
     monkeypatch.setattr(llm, "paraphrase_batch", fake_paraphrase)
     return llm
@@ -271,6 +272,21 @@ def test_random_model_is_called_once_per_batch_and_falls_back_to_the_template(te
     assert stats["accepted"] == 0 and set(stats["fallbacks"]) <= set(L.REASONS)
     assert sum(i["requested"] for i in infos) == stats["requests"]
     assert all(i["fallback"] and not i["used"] and i["reason"] in L.REASONS for i in infos if i["requested"])
+
+
+def test_a_paraphrase_does_not_depend_on_its_batch(tenv, llm):
+    """Rows sample with their own keys (episode key and turn): the same episode hears the same customer
+    alone or in any batch, and the identical episodes of a GRPO group hear identical ones."""
+    spy = Counting(llm)
+    with customer(tenv, spy):
+        tenv.reset_batch([0, 0, 1, 1], ["STATUS"] * N, [3] * N)
+    requests, raws = spy.calls[0], [r.raw for r in spy.results[0]]
+    assert requests[0].seed == requests[1].seed != requests[2].seed
+    assert raws[0] == raws[1] and raws[2] == raws[3] and raws[0] != raws[2]
+    alone = [llm.paraphrase_batch([r], tenv.vocab)[0].raw for r in (requests[0], requests[2])]
+    assert alone == [raws[0], raws[2]]
+    swapped = llm.paraphrase_batch([requests[2], requests[0]], tenv.vocab)
+    assert [r.raw for r in swapped] == [raws[2], raws[0]]
 
 
 def test_scripted_paraphrases_are_used_or_rejected(tenv, llm, monkeypatch):

@@ -22,8 +22,10 @@ hits its token budget without a stop token is rejected as truncated before valid
 Batching (`LLMCustomer.paraphrase_batch`): rows are padded to a power of two (at least `MIN_ROWS`, at most
 `batch_size`; more requests take several calls) and prompts LEFT padded to a multiple of `length_bucket`, so a
 run compiles the sampler for a handful of shapes. Each row's budget is a multiple of its template's length, so
-a batch of short acts stops early. The sampling key of a call is derived from `seed` and the call's prompts:
-the same batch gives the same paraphrases in any process, whatever ran before.
+a batch of short acts stops early. Each row samples with its own key (the sampler's per-row keys), made from
+`LLMCustomer.seed` and the request's `seed` (TextEnv: drawn from the episode key and turn; without one, a
+checksum of the prompt): a paraphrase never depends on what else is in the batch or what ran before, and the
+identical episodes of a GRPO group hear identical customers.
 
 `paraphrase_turns` is the TextEnv hook: template messages of one reset/step batch -> requests -> one
 `paraphrase_batch` call -> per-message outcome, counted in an `LLMStats`. An accepted paraphrase gets the
@@ -61,6 +63,8 @@ BUDGET_RATIO, BUDGET_SLACK = 2, 16       # row budget = ratio x template tokens 
 DEFAULT_SAMPLING = dict(temperature=0.7, top_p=0.95)
 _KEY_SALT = 0x11C0
 NOISE_STREAM = 7                         # `rng_for` stream of the typos added to an accepted paraphrase
+SEED_STREAM = 8                          # `rng_for` stream of a request's sampling seed
+_SEED_MASK = 0x7FFFFFFF
 # Qwen3 chat templates think unless told not to; an empty think block is how their template switches it off.
 THINK_OFF = "<think>\n\n</think>\n\n"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -119,6 +123,7 @@ class CustomerRequest:
     act: str                            # a USER_ACTS name or OPENING_ACT
     template: str                       # the template realisation (the fallback)
     facts: tuple[str, ...] | None = ()
+    seed: int | None = None             # sampling seed of this row (None: a checksum of its prompt)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,11 +363,21 @@ class LLMCustomer:
         n = len(self.tokenizer(request.template, add_special_tokens=False)["input_ids"])
         return min(self.max_new_tokens, BUDGET_RATIO * n + BUDGET_SLACK)
 
-    def generate(self, prompts: list[list[int]], budgets: list[int]) -> list[tuple[str, bool]]:
+    def row_keys(self, seeds: list[int]) -> jax.Array:
+        """[len(seeds)] sampling keys, one per row, from `self.seed` and each row's seed."""
+        base = jax.random.fold_in(jax.random.key(self.seed), _KEY_SALT)
+        return jax.vmap(lambda s: jax.random.fold_in(base, s))(np.asarray(seeds, np.uint32))
+
+    def generate(self, prompts: list[list[int]], budgets: list[int],
+                 seeds: list[int | None] | None = None) -> list[tuple[str, bool]]:
         """(decoded text without its stop token, finished with a stop token) for each prompt, in sampler calls
-        of at most `batch_size` rows padded to power-of-two batch and `length_bucket` length shapes."""
+        of at most `batch_size` rows padded to power-of-two batch and `length_bucket` length shapes. Row b
+        samples with its own key from `seeds[b]` (None or no seeds: a checksum of its prompt)."""
         from ecomjax.models.qwen3 import generate
 
+        seeds = [None] * len(prompts) if seeds is None else seeds
+        seeds = [(zlib.crc32(np.asarray(p, np.int32).tobytes()) if s is None else s) & _SEED_MASK
+                 for p, s in zip(prompts, seeds)]
         out: list[tuple[str, bool]] = []
         for start in range(0, len(prompts), self.batch_size):
             chunk, chunk_budgets = prompts[start:start + self.batch_size], budgets[start:start + self.batch_size]
@@ -370,9 +385,9 @@ class LLMCustomer:
             length = -(-max(len(p) for p in chunk) // self.length_bucket) * self.length_bucket
             ids, mask = _left_pad(chunk + [[]] * (rows - len(chunk)), length, self.pad_id)
             budget = np.asarray(list(chunk_budgets) + [0] * (rows - len(chunk)), np.int32)
-            digest = zlib.crc32(np.ascontiguousarray(ids[: len(chunk)]).tobytes()) & 0x7FFFFFFF
-            key = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), _KEY_SALT), digest)
-            gen = generate(self.model, ids, mask, key, max_new_tokens=self.max_new_tokens, params=self.sampling,
+            row_seeds = seeds[start:start + len(chunk)]
+            keys = self.row_keys(row_seeds + [row_seeds[0]] * (rows - len(chunk)))
+            gen = generate(self.model, ids, mask, keys, max_new_tokens=self.max_new_tokens, params=self.sampling,
                            stop_tokens=self.stop_tokens, max_new_per_seq=budget, pad_id=self.pad_id)
             tokens, lengths = (np.asarray(x) for x in jax.device_get((gen.tokens, gen.lengths)))
             for r in range(len(chunk)):
@@ -386,7 +401,7 @@ class LLMCustomer:
         """Paraphrases of every request, generated together; a rejected one keeps the template text.
         `vocab` (the catalog's Vocab) enables the product-id and named-value checks."""
         results: list[Paraphrase | None] = [None] * len(requests)
-        todo, prompts, budgets = [], [], []
+        todo, prompts, budgets, seeds = [], [], [], []
         for i, req in enumerate(requests):
             if req.facts is None:
                 results[i] = Paraphrase(req.template, False, TEMPLATE_MISMATCH)
@@ -398,7 +413,8 @@ class LLMCustomer:
             todo.append(i)
             prompts.append(ids)
             budgets.append(self.budget(req))
-        for i, (raw, finished) in zip(todo, self.generate(prompts, budgets) if todo else []):
+            seeds.append(req.seed)
+        for i, (raw, finished) in zip(todo, self.generate(prompts, budgets, seeds) if todo else []):
             results[i] = self.judge(requests[i], raw, finished, vocab)
         return results  # type: ignore[return-value]
 
@@ -437,7 +453,8 @@ def customer_request(state: Any, template: str, catalog: Any, vocab: Any, asked_
     return CustomerRequest(
         persona=PERSONAS[persona] if 0 <= persona < len(PERSONAS) else "balanced",
         goal=GOAL_TEXT.get(TASK_NAMES[task] if 0 <= task < len(TASK_NAMES) else "", "get help with a purchase"),
-        act=act, template=template, facts=facts if text == template else None)
+        act=act, template=template, facts=facts if text == template else None,
+        seed=int(rng_for(state.key, turn, SEED_STREAM).integers(_SEED_MASK)))
 
 
 NOT_REQUESTED = {"requested": False, "used": False, "fallback": False, "reason": None}
