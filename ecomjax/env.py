@@ -15,7 +15,7 @@ from ecomjax.tasks.episode import (
     AGENT_DONE, FORMAT_INVALID, RUNNING, SAFETY_VIOLATION, T_MAX, TERMINATIONS, TOOL_INVALID, USER_QUIT,
     EpisodeState, UserMessage, initial_state, intent_goal, no_message,
 )
-from ecomjax.tasks.goal import MAX_INTENTS, TASK, TASK_NAMES, IntentGoal, empty_intent
+from ecomjax.tasks.goal import MAX_INTENTS, POOL, TASK, TASK_NAMES, IntentGoal, empty_intent
 from ecomjax.tasks.rewards import RewardConfig, compose, efficiency, hallucination
 from ecomjax.user import core as user
 from ecomjax.world.policy_kb import kb_arrays
@@ -23,6 +23,7 @@ from ecomjax.world.state import Capacities, ToolResult, World, empty_world
 from ecomjax.world.tools import WorldParams, run_calls_batch, run_turn
 
 BASE_TASKS = (pd, sub, cart, returns, status, policy, bundle)      # index = task id; JOURNEY composes them
+STOCK_TAKING = (sub, pd)        # generators that take products out of stock in the episode (JOURNEY: first)
 JOURNEY = TASK["JOURNEY"]
 NUM_PARTS = 4
 TODAY_MIN, TODAY_SPAN = 20_000, 3_650                             # day numbers (days since 1970-01-01)
@@ -84,27 +85,53 @@ def dispatch(task: jnp.ndarray, used: tuple[int, ...], make_fn, *args):
     return jax.lax.switch(lookup[jnp.clip(task, 0, len(BASE_TASKS) - 1)], fns, *args)
 
 
-def _generate_intent(key, task, diff: Difficulty, world: World, wp: WorldParams, used) -> tuple[IntentGoal, World]:
-    return dispatch(task, used, lambda m: (lambda k, w: m.generate(k, diff, w, wp)), key, world)
+def _generate_intent(key, task, diff: Difficulty, world: World, wp: WorldParams, used,
+                     reserved: jnp.ndarray) -> tuple[IntentGoal, World]:
+    """One intent's goal and the world after it; stock-taking generators get the `reserved` products [R]."""
+    def make_fn(m):
+        if m in STOCK_TAKING:
+            return lambda k, w: m.generate(k, diff, w, wp, reserved)
+        return lambda k, w: m.generate(k, diff, w, wp)
+
+    return dispatch(task, used, make_fn, key, world)
+
+
+def generation_order(tasks: jnp.ndarray) -> jnp.ndarray:
+    """The order in which a JOURNEY's intents are generated on their shared world: the stock-taking tasks
+    first (in STOCK_TAKING order), then the rest in dialogue order. A generator checks that what its intent
+    needs (CART targets, a RETURN replacement, BUNDLE categories and budget) is available in the world it is
+    given, so every later generator must leave stock alone; the stock-taking ones spare the evaluation
+    pools of those before them (`reserved`). tasks [I] -> permutation [I] (step -> dialogue index)."""
+    rank = jnp.full(tasks.shape, len(STOCK_TAKING), jnp.int32)
+    for r, m in enumerate(STOCK_TAKING):
+        rank = jnp.where(tasks == BASE_TASKS.index(m), r, rank)
+    return jnp.argsort(rank, stable=True)
 
 
 def _generate(key, task, diff: Difficulty, world: World, wp: WorldParams, used: tuple[int, ...]):
-    """Goals [I] and the world for an episode of `task` (JOURNEY: L_int(d) intents on one world)."""
+    """Goals [I] (in dialogue order) and the world for an episode of `task` (JOURNEY: L_int(d) intents on
+    one world, generated in `generation_order`)."""
     k_tasks, k_gen = jax.random.split(key)
     journey = task == JOURNEY
     order = jax.random.permutation(k_tasks, len(used))                # distinct tasks: intents never share a
     sub_tasks = jnp.asarray(used)[jnp.resize(order, (MAX_INTENTS,))]  # cart or a return line
     tasks = jnp.where(journey, sub_tasks, jnp.full((MAX_INTENTS,), task))
     n = jnp.where(journey, diff.l_int, 1)
+    gen = generation_order(tasks)                                     # [I] dialogue index of each step
 
-    def body(w, xs):
+    def body(carry, xs):
+        w, reserved = carry                                           # reserved [I, POOL] pools so far
         i, k, t = xs
-        goal, w_new = _generate_intent(k, t, diff, w, wp, used)
+        goal, w_new = _generate_intent(k, t, diff, w, wp, used, reserved.reshape(-1))
         active = i < n
         w = jax.tree.map(lambda a, b: jnp.where(active, a, b), w_new, w)
-        return w, jax.tree.map(lambda a, b: jnp.where(active, a, b), goal, empty_intent())
+        goal = jax.tree.map(lambda a, b: jnp.where(active, a, b), goal, empty_intent())
+        return (w, reserved.at[i].set(goal.pool)), goal
 
-    world, goals = jax.lax.scan(body, world, (jnp.arange(MAX_INTENTS), jax.random.split(k_gen, MAX_INTENTS), tasks))
+    keys = jax.random.split(k_gen, MAX_INTENTS)
+    no_pools = jnp.full((MAX_INTENTS, POOL), -1, jnp.int32)
+    (world, _), goals = jax.lax.scan(body, (world, no_pools), (gen, keys[gen], tasks[gen]))
+    goals = jax.tree.map(lambda x: x[jnp.argsort(gen)], goals)        # back to dialogue order
     return goals, world, n
 
 

@@ -12,6 +12,7 @@ from ecomjax.world.state import World, is_oos, product_stock
 from ecomjax.world.tools import WorldParams
 
 PRICE, CAT = C.KEY["price"], C.KEY["cat"]
+NO_RESERVED = jnp.full((1,), -1, jnp.int32)      # `reserved` of a generator when no other intent shares the world
 FILTERABLE = jnp.asarray([k != "age_range" for k in C.CONSTRAINT_KEYS])
 SHIP_SCALE_DAYS = 14.0
 
@@ -70,11 +71,13 @@ def pool_members(catalog: Catalog, c_key, c_op, c_value, c_mask) -> jnp.ndarray:
 
 
 def make_distractors_oos(key: jax.Array, world: World, catalog: Catalog, members: jnp.ndarray,
-                         p_oos: jnp.ndarray, keep: jnp.ndarray) -> World:
-    """Mark each in-stock pool member (except `keep` and products in the visit history, which a CART intent
-    may need) out of stock in this episode with probability p_oos."""
+                         p_oos: jnp.ndarray, keep: jnp.ndarray, reserved: jnp.ndarray) -> World:
+    """Mark each in-stock pool member out of stock in this episode with probability p_oos, except `keep`,
+    products in the visit history (a CART intent may need them) and `reserved` products (another intent of
+    the episode relies on them being available). members [POOL], reserved [R] (-1 pads)."""
     flip = (jax.random.uniform(key, members.shape) < p_oos) & (members >= 0) & (members != keep)
     flip &= ~jnp.isin(members, world.visits)              # never a product an earlier intent asks to buy
+    flip &= ~jnp.isin(members, reserved)
     flip &= catalog.stock[jnp.clip(members, 0)] > 0
     slots = jnp.cumsum(flip) - 1 + jnp.sum(world.oos >= 0)
     idx = jnp.where(flip & (slots < world.oos.shape[0]), slots, world.oos.shape[0])

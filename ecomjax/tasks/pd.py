@@ -39,7 +39,10 @@ def omit_slots(key: jax.Array, c_mask: jnp.ndarray, p_missing: jnp.ndarray) -> j
     return mentioned.at[: c_mask.shape[0]].set(states)
 
 
-def generate(key: jax.Array, diff: Difficulty, world: World, wp: WorldParams) -> tuple[IntentGoal, World]:
+def generate(key: jax.Array, diff: Difficulty, world: World, wp: WorldParams,
+             reserved: jnp.ndarray = D.NO_RESERVED) -> tuple[IntentGoal, World]:
+    """A PD intent; its close distractors made out of stock never include `reserved` products [R] (those
+    other intents of a JOURNEY rely on being available)."""
     catalog = wp.catalog
     k_target, k_cons, k_persona, k_oos, k_omit = jax.random.split(key, 5)
     target = draw_target(k_target, catalog, world)
@@ -47,7 +50,7 @@ def generate(key: jax.Array, diff: Difficulty, world: World, wp: WorldParams) ->
     c_value = D.tighten_price(catalog, c_key, c_op, c_value, c_mask)
     members = D.pool_members(catalog, c_key, c_op, c_value, c_mask)
     keep = members[jnp.argmax(D.available(world, catalog, members))]
-    world = D.make_distractors_oos(k_oos, world, catalog, members, diff.p_oos, keep)
+    world = D.make_distractors_oos(k_oos, world, catalog, members, diff.p_oos, keep, reserved)
     needed = jnp.zeros((NUM_SLOTS,), bool).at[: c_mask.shape[0]].set(c_mask)
     goal = empty_intent().replace(
         task=jnp.int32(TASK["PD"]), c_key=c_key, c_op=c_op, c_value=c_value, c_mask=c_mask,

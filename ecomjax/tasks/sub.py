@@ -55,13 +55,16 @@ def available_all(world: World, catalog: Catalog) -> jnp.ndarray:
     return (catalog.stock > 0) & ~catalog.denied & ~overridden
 
 
-def draw_original(key: jax.Array, catalog: Catalog, world: World) -> jnp.ndarray:
+def draw_original(key: jax.Array, catalog: Catalog, world: World, reserved: jnp.ndarray) -> jnp.ndarray:
     """A random product available in this episode (in stock, allowed, not already overridden out of stock)
-    whose leaf category holds at least one other available product (so a substitute exists)."""
+    whose leaf category holds at least one other available product (so a substitute exists). Never a
+    product in the visit history (a CART intent buys from it) or a `reserved` one [R]: the original goes
+    out of stock, and other intents of the episode rely on those being available."""
     avail = available_all(world, catalog)
     per_leaf = jax.ops.segment_sum(avail.astype(jnp.int32), catalog.category, catalog.num_categories)
     cand = jax.random.randint(key, (ANCHOR_DRAWS,), 0, catalog.num_products)
     ok = avail[cand] & (per_leaf[catalog.category[cand]] >= 2)
+    ok &= ~jnp.isin(cand, world.visits) & ~jnp.isin(cand, reserved)
     return cand[jnp.argmax(ok)]
 
 
@@ -145,10 +148,13 @@ def snap_price(catalog: Catalog, c_value: jnp.ndarray) -> jnp.ndarray:
     return c_value.at[0].set(jnp.where(exact > -jnp.inf, jnp.maximum(c_value[0], exact), c_value[0]))
 
 
-def generate(key: jax.Array, diff: Difficulty, world: World, wp: WorldParams) -> tuple[IntentGoal, World]:
+def generate(key: jax.Array, diff: Difficulty, world: World, wp: WorldParams,
+             reserved: jnp.ndarray = D.NO_RESERVED) -> tuple[IntentGoal, World]:
+    """A SUB intent; neither its original nor its close distractors (both go out of stock) is a `reserved`
+    product [R] (those other intents of a JOURNEY rely on being available)."""
     catalog = wp.catalog
     k_anchor, k_cons, k_compat, k_persona, k_oos, k_omit = jax.random.split(key, 6)
-    anchor = draw_original(k_anchor, catalog, world)
+    anchor = draw_original(k_anchor, catalog, world, reserved)
     world = mark_out_of_stock(world, anchor)
     c_key, c_op, c_value, c_mask = D.draw_constraints(k_cons, catalog, anchor, diff.m, diff)
     c_key, c_op, c_value, c_mask = add_compatibility(k_compat, catalog, anchor, c_key, c_op, c_value, c_mask)
@@ -157,7 +163,7 @@ def generate(key: jax.Array, diff: Difficulty, world: World, wp: WorldParams) ->
     members = D.pool_members(catalog, c_key, c_op, c_value, c_mask)
     others = jnp.where(members == anchor, -1, members)
     keep = others[jnp.argmax(D.available(world, catalog, others))]
-    world = D.make_distractors_oos(k_oos, world, catalog, others, diff.p_oos, keep)
+    world = D.make_distractors_oos(k_oos, world, catalog, others, diff.p_oos, keep, reserved)
     needed = jnp.zeros((NUM_SLOTS,), bool).at[: c_mask.shape[0]].set(c_mask)
     goal = empty_intent().replace(
         task=jnp.int32(TASK["SUB"]), c_key=c_key, c_op=c_op, c_value=c_value, c_mask=c_mask,
