@@ -37,3 +37,12 @@ def small_catalog():
     from ecomjax.catalog import synthetic
 
     return synthetic(2000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def status_env(small_catalog):
+    """(env, params) of the STATUS task on the shared catalog: TextEnvs built from these params share
+    their compiled functions across test files."""
+    import ecomjax
+
+    return ecomjax.make("STATUS", catalog=small_catalog[0])

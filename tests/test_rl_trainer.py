@@ -25,10 +25,8 @@ CFG = TrainConfig(num_envs=8, group_size=4, tasks=(TASK["STATUS"],), steps=4, lr
 
 
 @pytest.fixture(scope="module")
-def tenv(small_catalog):
-    catalog, vocab = small_catalog
-    env, params = ecomjax.make("STATUS", catalog=catalog)
-    return TextEnv(env, params, vocab, tool_result_tokens=48)
+def tenv(small_catalog, status_env):
+    return TextEnv(*status_env, small_catalog[1], tool_result_tokens=48)
 
 
 def tiny_model(tenv, seed=0):
@@ -42,9 +40,9 @@ def params_of(model):
 def test_rollout_keeps_generated_ids_and_their_logprobs(tenv):
     model = tiny_model(tenv)
     r = Renderer(tenv.tokenizer)
-    ro = rollout(model, tenv, r, [5, 5, 6, 6], ["STATUS"] * 4, [0] * 4, jax.random.key(0), ROLLOUT)
+    ro = rollout(model, tenv, r, [5, 5, 6, 6, 7, 7, 8, 8], ["STATUS"] * 8, [0] * 8, jax.random.key(0), ROLLOUT)
     assert ro.conversations[0].ids[:40] == ro.conversations[1].ids[:40]         # a group shares its episode
-    assert ro.rewards.shape == (4,) and np.all(ro.rewards >= -1) and np.all(ro.rewards <= 1)
+    assert ro.rewards.shape == (8,) and np.all(ro.rewards >= -1) and np.all(ro.rewards <= 1)
     for c in ro.conversations:
         ids, mask = np.asarray(c.ids)[None], np.ones((1, len(c)), np.int32)
         logp = np.asarray(token_logprobs(model, ids, mask))[0]                  # scores token t + 1
@@ -59,8 +57,8 @@ def test_oracle_transcripts_are_correct_and_warm_start_lowers_the_loss(tenv):
     convs, ok = oracle_conversations(tenv, r, list(range(8)), ["STATUS"] * 8, [0] * 8, max_turns=10)
     assert ok.all() and all(c.policy_tokens > 0 for c in convs)
     model = tiny_model(tenv)
-    losses = warm_start(model, tenv, r, WarmStartConfig(episodes=8, epochs=6, batch=8, lr=3e-3, max_seq_len=1536),
-                        ["STATUS"], [0], seed=0, length_bucket=512)
+    losses = warm_start(model, tenv, r, WarmStartConfig(episodes=8, steps=6, batch=8, lr=3e-3, warmup=0,
+                                                        max_seq_len=1536), ["STATUS"], [0], seed=0, length_bucket=512)
     assert losses[-1] < losses[0] - 0.5
 
 

@@ -8,7 +8,6 @@ import urllib.request
 
 import pytest
 
-import ecomjax
 from ecomjax import serve
 from ecomjax.text import TextEnv
 
@@ -85,10 +84,8 @@ def _serve(api: serve.ShopApi) -> serve.ThreadingHTTPServer:
 
 
 @pytest.fixture(scope="module")
-def app(small_catalog):
-    catalog, vocab = small_catalog
-    env, params = ecomjax.make("STATUS", catalog=catalog)
-    pool = serve.EnvPool(TextEnv(env, params, vocab, tool_result_tokens=128))
+def app(small_catalog, status_env):
+    pool = serve.EnvPool(TextEnv(*status_env, small_catalog[1], tool_result_tokens=128))
     clock = Clock()
     store = serve.SessionStore(pool, MAX_SESSIONS, IDLE_TIMEOUT_S, clock=clock)
     server = _serve(serve.ShopApi(store, oracle_endpoint=True))

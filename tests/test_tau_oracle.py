@@ -34,11 +34,7 @@ def tau_catalog():
     return load_tau_retail(TAU)[0]
 
 
-JOURNEY_GAP = pytest.mark.xfail(strict=True, reason=(
-    "known JOURNEY gap (issue 3 open, fixed elsewhere): measured 98.5% at d=19 (3 of 200), 9 failures over "
-    "d=0..20; every one is a later intent's generator (SUB, PD) taking stock an earlier intent needs (a CART "
-    "target, a PD pool), which the small catalog makes likelier than on the synthetic one"))
-TASKS = [pytest.param(t, marks=JOURNEY_GAP) if t == "JOURNEY" else t for t in TASK_NAMES]
+TASKS = list(TASK_NAMES)
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -106,6 +106,12 @@ def test_system_prompt_lists_exactly_the_tool_registry(style):
         assert field in prompt
 
 
+def test_minimal_prompt_only_names_the_task():
+    assert system_prompt("JOURNEY", 2, "minimal") == "Task: JOURNEY"
+    with pytest.raises(ValueError, match="prompt style"):
+        system_prompt("PD", 2, "tiny")
+
+
 # ------------------------------------------------------------------------------------------ parser
 
 def test_parse_json_protocol_into_an_action(vocab):

@@ -10,14 +10,13 @@ from ecomjax.env import INFO_KEYS
 from ecomjax.tasks.goal import TASK_NAMES
 from ecomjax.text import TextEnv
 
+BATCH = 8                               # the batch size the other STATUS TextEnv tests compile for
 OBS_KEYS = {"conversation", "tool_results", "turn", "env_id", "done", "reward", "new_messages", "system_prompt"}
 
 
 @pytest.fixture(scope="session")
-def status_tenv(small_catalog):
-    catalog, vocab = small_catalog
-    env, params = ecomjax.make("STATUS", catalog=catalog)
-    return TextEnv(env, params, vocab, tool_result_tokens=64)
+def status_tenv(small_catalog, status_env):
+    return TextEnv(*status_env, small_catalog[1], tool_result_tokens=64)
 
 
 @pytest.fixture(scope="session")
@@ -39,9 +38,9 @@ def play_oracle(tenv, seeds, env_ids, ds, max_turns=80):
 
 
 def test_oracle_json_solves_status_and_transcripts_are_deterministic(status_tenv):
-    seeds = list(range(24))
-    first, res = play_oracle(status_tenv, seeds, ["STATUS"] * 24, [0, 4, 8, 12] * 6)
-    again, res2 = play_oracle(status_tenv, seeds, ["STATUS"] * 24, [0, 4, 8, 12] * 6)
+    seeds = list(range(BATCH))
+    first, res = play_oracle(status_tenv, seeds, ["STATUS"] * BATCH, [0, 4, 8, 12] * (BATCH // 4))
+    again, res2 = play_oracle(status_tenv, seeds, ["STATUS"] * BATCH, [0, 4, 8, 12] * (BATCH // 4))
     assert first == again and [r[1] for r in res] == [r[1] for r in res2]
     assert np.mean([r[3]["is_correct"] for r in res]) >= 0.99
     obs, reward, done, info = res[0]
@@ -52,7 +51,7 @@ def test_oracle_json_solves_status_and_transcripts_are_deterministic(status_tenv
     assert all("{" not in m["content"] or m["role"] != "user" for m in first[0])
 
 
-def step_all(tenv, text, d=2, n=24):
+def step_all(tenv, text, d=2, n=8):
     """Reset n STATUS episodes (the batch size the session fixture compiled for) and send `text` to all;
     returns episode 0's step result."""
     tenv.reset_batch(list(range(n)), ["STATUS"] * n, [d] * n)

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import ecomjax
 from ecomjax.evaluate import customer_llm as eval_customer_llm
 from ecomjax.evaluate import parse_args
 from ecomjax.models.qwen3 import Generation, Qwen3, save_pretrained, tiny_config
@@ -49,10 +48,8 @@ def llm(model_dir):
 
 
 @pytest.fixture(scope="module")
-def tenv(small_catalog, llm):
-    catalog, vocab = small_catalog
-    env, params = ecomjax.make("STATUS", catalog=catalog)
-    return TextEnv(env, params, vocab, customer_llm=llm)
+def tenv(small_catalog, status_env, llm):
+    return TextEnv(*status_env, small_catalog[1], customer_llm=llm)
 
 
 @contextlib.contextmanager
@@ -230,10 +227,8 @@ def test_generation_uses_fixed_shapes(llm, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ TextEnv hook
 
-def test_default_path_has_no_llm_fields(small_catalog, tenv):
-    catalog, vocab = small_catalog
-    env, params = ecomjax.make("STATUS", catalog=catalog)
-    plain = TextEnv(env, params, vocab)
+def test_default_path_has_no_llm_fields(small_catalog, status_env, tenv):
+    plain = TextEnv(*status_env, small_catalog[1])
     assert plain.customer_llm is None and plain.customer_llm_stats is None
     with customer(tenv, None):
         tenv.reset_batch(SEEDS, ["STATUS"] * N, [0] * N)

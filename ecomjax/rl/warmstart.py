@@ -19,19 +19,22 @@ from ecomjax.text.tokens import Conversation, Renderer, encode, pad_batch
 
 @dataclass(frozen=True)
 class WarmStartConfig:
-    episodes: int = 256               # oracle episodes per pass
-    passes: int = 1                   # fresh episodes per pass
-    epochs: int = 2                   # passes over each batch of episodes
-    batch: int = 16                   # sequences per SFT step
-    lr: float = 1e-3
+    episodes: int = 256               # distinct oracle transcripts
+    steps: int = 400                  # SFT steps (batches drawn from the transcripts, epoch by epoch)
+    batch: int = 8                    # sequences per SFT step
+    lr: float = 3e-3
+    warmup: int = 20
     max_seq_len: int = 4096
     max_turns: int = 80
+    play_batch: int = 32              # oracle episodes played at once (use the RL batch: one compile serves both)
 
     def __post_init__(self) -> None:
-        for name in ("episodes", "passes", "epochs", "batch", "max_seq_len", "max_turns"):
+        for name in ("episodes", "steps", "batch", "max_seq_len", "max_turns", "play_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"warm_start.{name}: expected an integer >= 1, got {value!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warm_start.warmup: expected an integer >= 0, got {self.warmup!r}")
         if not self.lr > 0:
             raise ValueError(f"warm_start.lr: expected a number > 0, got {self.lr!r}")
 
@@ -78,31 +81,34 @@ def sft_step(model: Qwen3, optimizer: nnx.Optimizer, tokens, attention, mask) ->
 
 
 def warm_start(model: Qwen3, tenv: TextEnv, renderer: Renderer, cfg: WarmStartConfig, env_ids: list[str],
-               difficulties: list[int], seed: int, length_bucket: int = 256, progress=None) -> list[float]:
+               difficulties: list[int], seed: int, length_bucket: int = 128, progress=None) -> list[float]:
     """Train `model` in place on oracle transcripts of the given (task, difficulty) mix (cycled over the
-    episodes); returns the loss of every SFT step."""
-    steps = cfg.passes * cfg.epochs * -(-cfg.episodes // cfg.batch)
-    optimizer = nnx.Optimizer(model, optax.adamw(optax.cosine_decay_schedule(cfg.lr, max(steps, 1), 0.1)),
-                              wrt=nnx.Param)
+    episodes) for `cfg.steps` steps; returns the loss of every step."""
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, min(cfg.warmup, cfg.steps - 1), cfg.steps,
+                                                  cfg.lr * 0.1)
+    optimizer = nnx.Optimizer(model, optax.adamw(schedule), wrt=nnx.Param)
     pad = renderer.tokenizer.pad_token_id if renderer.tokenizer.pad_token_id is not None else renderer.im_end
+    n = -(-cfg.episodes // cfg.play_batch) * cfg.play_batch
+    convs: list[Conversation] = []
+    for start in range(0, n, cfg.play_batch):
+        idx = range(start, start + cfg.play_batch)
+        part, _ = oracle_conversations(tenv, renderer, [seed * 7919 + i for i in idx],
+                                       [env_ids[i % len(env_ids)] for i in idx],
+                                       [difficulties[i % len(difficulties)] for i in idx], cfg.max_turns)
+        convs += [_truncate(c, cfg.max_seq_len) for c in part]
     rng = np.random.default_rng(seed)
+    order: list[int] = []
     losses = []
-    for p in range(cfg.passes):
-        n = cfg.episodes
-        seeds = [seed * 7919 + p * n + i for i in range(n)]
-        convs, _ = oracle_conversations(tenv, renderer, seeds, [env_ids[i % len(env_ids)] for i in range(n)],
-                                        [difficulties[i % len(difficulties)] for i in range(n)], cfg.max_turns)
-        convs = [_truncate(c, cfg.max_seq_len) for c in convs]
-        for _ in range(cfg.epochs):
-            order = rng.permutation(n)
-            for start in range(0, n, cfg.batch):
-                idx = order[start:start + cfg.batch]
-                batch = [convs[i] for i in idx] + [Conversation()] * (cfg.batch - len(idx))
-                length = -(-max(len(c) for c in batch) // length_bucket) * length_bucket
-                arr = pad_batch(batch, length, pad)
-                loss = sft_step(model, optimizer, jnp.asarray(arr["tokens"]), jnp.asarray(arr["attention"]),
-                                jnp.asarray(arr["loss_mask"]))
-                losses.append(float(loss))
-                if progress is not None:
-                    progress(len(losses), steps, losses[-1])
+    for _ in range(cfg.steps):
+        while len(order) < cfg.batch:
+            order += rng.permutation(n).tolist()
+        idx, order = order[: cfg.batch], order[cfg.batch:]
+        batch = [convs[i] for i in idx]
+        length = -(-max(len(c) for c in batch) // length_bucket) * length_bucket
+        arr = pad_batch(batch, length, pad)
+        loss = sft_step(model, optimizer, jnp.asarray(arr["tokens"]), jnp.asarray(arr["attention"]),
+                        jnp.asarray(arr["loss_mask"]))
+        losses.append(float(loss))
+        if progress is not None:
+            progress(len(losses), cfg.steps, losses[-1])
     return losses

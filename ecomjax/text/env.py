@@ -10,6 +10,7 @@ conversation; `new_messages` holds what the last call appended.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,6 @@ from ecomjax.text.tokenizer import load_tokenizer
 from ecomjax.user.text import detect_ask
 from ecomjax.user.transcript import customer_message
 from ecomjax.world.errors import message as error_message
-from ecomjax.world.tools import TOOL_NAMES
 
 DEFAULT_TOOL_RESULT_TOKENS = 512
 TRUNCATION_MARKER = " …[truncated]"
@@ -75,6 +75,27 @@ def current_intent(state: Any) -> int:
     return open_[0] if open_ else max(introduced - 1, 0)
 
 
+_COMPILED: dict[int, tuple[weakref.ref, tuple]] = {}
+
+
+def compiled(env: ShopEnv, params: EnvParams) -> tuple:
+    """The jitted batched (reset, step, oracle) of (env, params), shared by every TextEnv built from the
+    same params object (a second TextEnv, e.g. one per server session, compiles nothing)."""
+    hit = _COMPILED.get(id(params))
+    if hit is not None and hit[0]() is params and hit[1][0] == env:
+        return hit[1][1]
+
+    def step_live(keys, states, actions, live):
+        new, ts = env.step_batch(keys, states, actions, params)
+        keep = lambda a, b: jnp.where(live.reshape(live.shape + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
+        return jax.tree.map(keep, new, states), ts
+
+    fns = (jax.jit(jax.vmap(lambda k, d, t: env.reset(k, params, d, t))), jax.jit(step_live),
+           jax.jit(jax.vmap(lambda k, s: oracle.act(k, s, params))))
+    _COMPILED[id(params)] = (weakref.ref(params), (env, fns))
+    return fns
+
+
 class TextEnv:
     """The text protocol over a `ShopEnv`. `vocab` is the catalog's host strings (from the same
     `synthetic`/`load` call as `params.catalog`); `tokenizer` a HF tokenizer (built-in when None), used
@@ -102,9 +123,7 @@ class TextEnv:
         self.catalog = host_tree(params.catalog)
         self.lexicon = Lexicon(vocab)
         self._template = host_tree(noop_action(params.cap))
-        self._reset = jax.jit(jax.vmap(lambda k, d, t: env.reset(k, params, d, t)))
-        self._step = jax.jit(self._step_live)
-        self._oracle = jax.jit(jax.vmap(lambda k, s: oracle.act(k, s, params)))
+        self._reset, self._step, self._oracle = compiled(env, params)
         self.states = None
         self.host_states = None
         self.host_info: dict = {}
@@ -113,11 +132,6 @@ class TextEnv:
         self._init_customer_llm(customer_llm)
 
     # ------------------------------------------------------------------------------------ jitted core
-
-    def _step_live(self, keys, states, actions, live):
-        new, ts = self.env.step_batch(keys, states, actions, self.params)
-        keep = lambda a, b: jnp.where(live.reshape(live.shape + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
-        return jax.tree.map(keep, new, states), ts
 
     # ------------------------------------------------------------------------------------ reset
 

@@ -49,15 +49,18 @@ def tool_lines(compact: bool = False) -> list[str]:
     return [f"- {_signature(name)}" + ("" if compact else f": {TOOL_DOCS[name]}") for name in TOOL_ARGS]
 
 
-PROMPT_STYLES = ("full", "compact")
+PROMPT_STYLES = ("full", "compact", "minimal")
 
 
 def system_prompt(env_id: str, calls_per_turn: int | None = None, style: str = "full") -> str:
     """The system message of an episode of task `env_id` (disclosed as in the prior system). The compact
-    style (for small models trained from scratch) keeps every tool signature and answer field and drops
-    the prose."""
+    style keeps every tool signature and answer field and drops the prose; the minimal style only names
+    the task, for a model trained from scratch that learns the protocol from oracle transcripts (it cannot
+    read instructions, and a long prompt would be most of its compute)."""
     if style not in PROMPT_STYLES:
         raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
+    if style == "minimal":
+        return f"Task: {env_id}"
     compact = style == "compact"
     budget = f" You may make at most {calls_per_turn} tool calls per turn." if calls_per_turn else ""
     journey = ("\nThis is a JOURNEY: the customer has several requests, one after another. Answer each with "

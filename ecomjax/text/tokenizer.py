@@ -11,7 +11,6 @@ Nothing is downloaded: a real tokenizer is read from a local directory with `loc
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 from ecomjax.text.chat import IM_END, IM_START, chat_template
