@@ -23,6 +23,7 @@ from ecomjax.text.prompt import PROMPT_STYLES
 DEFAULT_OUT = "runs/train"
 DEFAULT_TASKS = "STATUS"
 BUILTIN_TOKENIZER = "builtin"
+HELDOUT_SEED = 2_000_000_000       # first seed of the held-out episodes
 LOG_EVERY_SFT = 50                  # warm-start lines when the output is not a terminal
 TINY_HEADS = {"num_heads": 4, "num_kv_heads": 2}
 
@@ -91,12 +92,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--curriculum", choices=VARIANTS, default="rlve")
     p.add_argument("--tau-num", type=_positive("--tau-num"), default=32)
     p.add_argument("--static-difficulty", default=None, help="LO,HI: sample d ~ U[LO, HI] instead of the curriculum")
-    p.add_argument("--warm-start-steps", type=_positive("--warm-start-steps", minimum=0), default=450,
+    p.add_argument("--warm-start-steps", type=_positive("--warm-start-steps", minimum=0), default=900,
                    help="supervised warm-up steps on oracle transcripts before RL (0: none)")
-    p.add_argument("--warm-start-episodes", type=_positive("--warm-start-episodes"), default=256,
+    p.add_argument("--warm-start-episodes", type=_positive("--warm-start-episodes"), default=2048,
                    help="distinct oracle transcripts for the warm-up")
     p.add_argument("--warm-start-batch", type=_positive("--warm-start-batch"), default=8)
     p.add_argument("--warm-start-lr", type=_positive("--warm-start-lr", float, 1e-12), default=3e-3)
+    p.add_argument("--heldout-episodes", type=_positive("--heldout-episodes", minimum=0), default=64,
+                   help="fixed d=0 episodes scored before and after training (0: skip)")
     p.add_argument("--checkpoint-every", type=_positive("--checkpoint-every"), default=10)
     p.add_argument("--mesh", default="auto", help="DATA,MODEL device mesh, 'auto' (all devices data-parallel) or 'none'")
     p.add_argument("--no-tensorboard", action="store_true")
@@ -211,22 +214,46 @@ def build(args):
     return Trainer(model, tenv, cfg, mesh=_mesh(args, args.micro_batch or args.num_envs), reference=reference)
 
 
-def _final_table(console, rows: list[dict], tasks: tuple[int, ...]) -> None:
+def heldout(trainer, episodes: int) -> dict:
+    """Mean reward and success of the current policy on fixed held-out episodes at d = 0 (their own seed
+    range): the same episodes before and after training, so the two numbers compare models only."""
+    import jax
+
+    from ecomjax.rl.rollout import rollout
+
+    n = -(-episodes // trainer.cfg.num_envs) * trainer.cfg.num_envs
+    rewards, correct = [], []
+    for start in range(0, n, trainer.cfg.num_envs):
+        idx = range(start, start + trainer.cfg.num_envs)
+        tasks = [TASK_NAMES[trainer.cfg.tasks[i % len(trainer.cfg.tasks)]] for i in idx]
+        ro = rollout(trainer.model, trainer.tenv, trainer.renderer, [HELDOUT_SEED + i for i in idx], tasks,
+                     [0] * len(tasks), jax.random.key(HELDOUT_SEED), trainer.cfg.rollout)
+        rewards += ro.rewards.tolist()
+        correct += ro.is_correct.tolist()
+    return {"reward": sum(rewards) / n, "success": sum(correct) / n, "episodes": n}
+
+
+def _final_table(console, rows: list[dict], tasks: tuple[int, ...], before: dict | None, after: dict | None) -> None:
     from rich.table import Table
 
-    def window(rows_, n):
-        part = rows_[:n] if n > 0 else rows_[n:]
+    def window(part):
         mean = lambda k: sum(r.get(k, 0.0) for r in part) / max(len(part), 1)  # noqa: E731
-        return mean("reward_mean"), mean("is_correct_mean")
+        return f"{mean('reward_mean'):+.3f}", f"{mean('is_correct_mean'):.1%}"
 
     k = max(1, min(5, len(rows) // 2))
-    table = Table(title=f"training: first {k} vs last {k} steps")
+    table = Table(title="training summary")
     for col in ("", "mean reward", "success", *[f"{TASK_NAMES[t]} h" for t in tasks]):
         table.add_column(col)
-    for label, part, rowset in (("start", k, rows[:1]), ("end", -k, rows[-1:])):
-        reward, success = window(rows, part)
-        table.add_row(label, f"{reward:+.3f}", f"{success:.1%}",
-                      *[str(rowset[0].get(f"curriculum/{TASK_NAMES[t]}/h", 0)) for t in tasks])
+    h = lambda r: [str(r.get(f"curriculum/{TASK_NAMES[t]}/h", 0)) for t in tasks]  # noqa: E731
+    if before is not None:
+        table.add_row(f"held-out d=0, untrained ({before['episodes']} ep.)", f"{before['reward']:+.3f}",
+                      f"{before['success']:.1%}", *["0"] * len(tasks))
+    if rows:
+        table.add_row(f"RL, first {k} steps", *window(rows[:k]), *h(rows[0]))
+        table.add_row(f"RL, last {k} steps", *window(rows[-k:]), *h(rows[-1]))
+    if after is not None:
+        table.add_row(f"held-out d=0, trained ({after['episodes']} ep.)", f"{after['reward']:+.3f}",
+                      f"{after['success']:.1%}", *h(rows[-1]) if rows else ["-"] * len(tasks))
     console.print(table)
 
 
@@ -261,6 +288,9 @@ def main(argv=None) -> dict:
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=console) as progress:
+        before = heldout(trainer, args.heldout_episodes) if meta is None and args.heldout_episodes else None
+        if before is not None:
+            console.print(f"held-out d=0 before training: reward {before['reward']:+.3f}, success {before['success']:.1%}")
         if meta is None and args.warm_start_steps and not args.model_path:
             bar = progress.add_task("warm start", total=args.warm_start_steps, info="")
             ws = WarmStartConfig(episodes=args.warm_start_episodes, steps=args.warm_start_steps,
@@ -291,9 +321,10 @@ def main(argv=None) -> dict:
     ckpt.wait_until_finished()
     log.close()
     files = plot_run(log.rows, out) if lead else []
-    _final_table(console, log.rows, args.task_ids)
+    after = heldout(trainer, args.heldout_episodes) if args.heldout_episodes else None
+    _final_table(console, log.rows, args.task_ids, before, after)
     summary = {"steps": trainer.step_index, "seconds": time.perf_counter() - start, "out": str(out),
-               "plots": [str(f) for f in files]}
+               "plots": [str(f) for f in files], "heldout_before": before, "heldout_after": after}
     if lead:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     console.print(f"wrote {out / 'metrics.jsonl'}, {', '.join(str(f) for f in files)} and checkpoints in "

@@ -15,7 +15,7 @@ from ecomjax.rl.checkpoint import load_policy
 
 FLAGS = ["--tasks", "STATUS", "--num-envs", "8", "--group-size", "4", "--hidden-size", "16", "--max-new-tokens", "12",
          "--max-seq-len", "1536", "--tool-result-tokens", "48", "--warm-start-steps", "0", "--num-products", "2000",
-         "--steps", "2", "--checkpoint-every", "2", "--no-tensorboard", "--no-dynamic-sampling", "--mesh", "none",
+         "--steps", "2", "--checkpoint-every", "2", "--heldout-episodes", "0", "--no-tensorboard", "--no-dynamic-sampling", "--mesh", "none",
          "--temperature", "1.0", "--micro-batch", "2", "--overlong-tokens", "8", "--overlong-cache", "6"]
 # An untrained model's turns are all format errors (reward -1 everywhere, no gradient); the overlong
 # punishment in tokens makes rewards differ within groups, so the two steps really move the parameters.

@@ -10,7 +10,8 @@ from ecomjax.rl.runlog import read_metrics
 
 TINY = ["--tasks", "STATUS", "--num-envs", "8", "--group-size", "4", "--hidden-size", "16", "--max-new-tokens", "12",
         "--max-seq-len", "1536", "--tool-result-tokens", "48", "--warm-start-episodes", "8", "--warm-start-steps", "2",
-        "--num-products", "2000", "--checkpoint-every", "1", "--no-tensorboard", "--mesh", "none"]
+        "--num-products", "2000", "--checkpoint-every", "1", "--no-tensorboard", "--mesh", "none",
+        "--heldout-episodes", "8"]
 
 
 def test_train_writes_metrics_checkpoints_and_plots_and_resumes(tmp_path):
@@ -20,6 +21,8 @@ def test_train_writes_metrics_checkpoints_and_plots_and_resumes(tmp_path):
     assert [r["step"] for r in rows] == [0, 1]
     for key in ("step", "reward_mean", "is_correct_mean", "curriculum/STATUS/l", "curriculum/STATUS/h", "loss"):
         assert all(key in r for r in rows), key
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["heldout_before"]["episodes"] == 8 and -1 <= summary["heldout_after"]["reward"] <= 1
     assert (out / "reward.png").stat().st_size > 0 and (out / "curriculum.png").stat().st_size > 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["1", "2"]
     with pytest.raises(SystemExit, match="already holds checkpoints"):

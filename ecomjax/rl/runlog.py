@@ -85,8 +85,10 @@ def plot_run(rows: list[dict], out: str | Path) -> list[Path]:
     if tasks:
         fig, ax = plt.subplots(figsize=(7, 4))
         for t in tasks:
-            line, = ax.plot(steps, [r.get(f"curriculum/{t}/h") for r in rows], label=f"{t} h")
-            ax.plot(steps, [r.get(f"curriculum/{t}/l") for r in rows], ls="--", color=line.get_color(), label=f"{t} l")
+            line, = ax.plot(steps, [r.get(f"curriculum/{t}/h") for r in rows], drawstyle="steps-post",
+                            label=f"{t} h")
+            ax.plot(steps, [r.get(f"curriculum/{t}/l") for r in rows], ls="--", drawstyle="steps-post",
+                    color=line.get_color(), label=f"{t} l")
         ax.set_xlabel("step")
         ax.set_ylabel("difficulty window")
         ax.grid(alpha=0.3)

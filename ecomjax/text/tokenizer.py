@@ -1,6 +1,7 @@
 """Tokenizers: the built-in one ecomjax trains itself, and any local Hugging Face tokenizer directory.
 
-The built-in tokenizer is a byte-level BPE (`tokenizers`) trained on ecomjax's own text: the system
+The built-in tokenizer is a byte-level BPE (`tokenizers`), one token per digit (ids, prices and dates are
+copied digit by digit, which small models learn far more easily), trained on ecomjax's own text: the system
 prompts, the customer templates, the policy KB, the names and titles of a small synthetic catalog and the
 JSON the protocol uses. Byte-level means every string encodes; training on a fixed corpus in a fixed
 order makes it the same on every machine. It is wrapped as a `transformers.PreTrainedTokenizerFast` with a
@@ -95,7 +96,8 @@ def builtin_tokenizer(vocab_size: int = BUILTIN_VOCAB_SIZE):
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
