@@ -154,12 +154,10 @@ def summarise(infos: list[dict], states_tool_calls: list[np.ndarray], k: int) ->
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure                     # no pyplot: leaves a notebook's backend alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for task, cells in results.items():
         ds = sorted(int(d) for d in cells)
         ax.plot(ds, [cells[str(d)]["success_rate"] for d in ds], marker="o", label=task)
@@ -170,7 +168,6 @@ def plot(results: dict, path: Path) -> None:
     ax.legend(ncol=4, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def load_catalog(args: argparse.Namespace):
@@ -197,7 +194,8 @@ def model_runner(path: str, env, params, vocab, args):
         raise SystemExit(f"--policy checkpoint:{path}: {err}") from None
     name = meta.get("tokenizer", "builtin")
     tokenizer = load_tokenizer(None if name == "builtin" else name)
-    tenv = TextEnv(env, params, vocab, tokenizer, customer_llm=customer_llm(args.user_model_path))
+    text = meta.get("text", {})                              # absent in checkpoints older than the field
+    tenv = TextEnv(env, params, vocab, tokenizer, customer_llm=customer_llm(args.user_model_path), **text)
     limits = meta["train_config"]["rollout"]
     sampling = GREEDY if args.temperature == 0 else SamplingParams(temperature=args.temperature)
     cfg = RolloutConfig(max_new_tokens=limits["max_new_tokens"], max_seq_len=limits["max_seq_len"], sampling=sampling)
@@ -214,6 +212,7 @@ def model_runner(path: str, env, params, vocab, args):
         return np.asarray(tenv.host_states.world.tool_calls), infos
 
     run.customer_llm_stats = tenv.customer_llm_stats
+    run.text_env = tenv
     return run
 
 

@@ -1,6 +1,11 @@
-"""Test session setup: CPU JAX with 8 simulated devices, no network, fixed seeds."""
+"""Test session setup: CPU JAX with 8 simulated devices, no network, fixed seeds, and one JAX compilation
+cache per test run (shared by pytest-xdist workers, removed at the end) so identical programs built by
+different fixtures compile once."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
@@ -14,6 +19,17 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
+
+COMPILE_CACHE = Path(tempfile.gettempdir()) / (
+    f"ecomjax-test-jax-cache-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}")
+jax.config.update("jax_compilation_cache_dir", str(COMPILE_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):           # the controller (or a run without xdist)
+        shutil.rmtree(COMPILE_CACHE, ignore_errors=True)
+
 
 settings.register_profile("ecomjax", deadline=None, max_examples=30, derandomize=True)
 settings.load_profile("ecomjax")

@@ -51,6 +51,7 @@ def test_bad_flags_fail_with_one_clear_message(argv, match):
         main(argv)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (TAU / "products.json").is_file(), reason=f"τ-bench retail data not found at {TAU}")
 def test_catalog_flag_evaluates_on_tau_retail(tmp_path):
     out = tmp_path / "tau"

@@ -14,6 +14,7 @@ TINY = ["--tasks", "STATUS", "--num-envs", "8", "--group-size", "4", "--hidden-s
         "--heldout-episodes", "8"]
 
 
+@pytest.mark.slow
 def test_train_writes_metrics_checkpoints_and_plots_and_resumes(tmp_path):
     out = tmp_path / "run"
     train.main(TINY + ["--steps", "2", "--out", str(out)])
@@ -35,6 +36,12 @@ def test_train_writes_metrics_checkpoints_and_plots_and_resumes(tmp_path):
     cell = json.loads((tmp_path / "eval" / "results.json").read_text())["results"]["STATUS"]["0"]
     assert cell == result["results"]["STATUS"]["0"] and cell["episodes"] == 4 and cell["trials"] == 2
     assert 0.0 <= cell["success_rate"] <= 1.0 and sum(cell["terminations"].values()) == 8
+
+    args = evaluate.parse_args(["--policy", f"checkpoint:{out}", "--tasks", "STATUS", "--num-products", "2000"])
+    catalog, vocab = evaluate.load_catalog(args)
+    env, params = evaluate.make("C8", catalog=catalog)
+    text_env = evaluate.model_runner(str(out), env, params, vocab, args).text_env
+    assert (text_env.prompt_style, text_env.tool_result_tokens) == ("minimal", 48)   # the protocol it trained on
 
 
 @pytest.mark.parametrize("flags, fragment", [

@@ -60,16 +60,14 @@ def read_metrics(path: str | Path) -> list[dict]:
 def plot_run(rows: list[dict], out: str | Path) -> list[Path]:
     """`reward.png` (mean reward and success per step, with a moving average) and `curriculum.png`
     (each task's window [l, h] per step). Returns the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure                     # no pyplot: leaves a notebook's backend alone
 
     out = Path(out)
     if not rows:
         return []
     steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     for key, label in (("reward_mean", "mean reward"), ("is_correct_mean", "success rate")):
         ys = [r.get(key) for r in rows]
         ax.plot(steps, ys, alpha=0.35, label=f"{label} (per step)")
@@ -80,10 +78,10 @@ def plot_run(rows: list[dict], out: str | Path) -> list[Path]:
     fig.tight_layout()
     files = [out / "reward.png"]
     fig.savefig(files[0], dpi=120)
-    plt.close(fig)
     tasks = sorted({k.split("/")[1] for r in rows for k in r if k.startswith("curriculum/")})
     if tasks:
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig = Figure(figsize=(7, 4))
+        ax = fig.subplots()
         for t in tasks:
             line, = ax.plot(steps, [r.get(f"curriculum/{t}/h") for r in rows], drawstyle="steps-post",
                             label=f"{t} h")
@@ -96,7 +94,6 @@ def plot_run(rows: list[dict], out: str | Path) -> list[Path]:
         fig.tight_layout()
         files.append(out / "curriculum.png")
         fig.savefig(files[1], dpi=120)
-        plt.close(fig)
     return files
 
 

@@ -305,9 +305,12 @@ class Trainer:
     # -------------------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a checkpoint holds besides arrays: step, curriculum, config."""
+        """Everything a checkpoint holds besides arrays: step, curriculum, configs and the text protocol the
+        policy was trained on (system prompt style, tool-result budget)."""
         return {"step": self.step_index, "curriculum": cur.to_dict(self.curriculum),
-                "train_config": config_dict(self.cfg), "model_config": dataclasses.asdict(self.model.config)}
+                "train_config": config_dict(self.cfg), "model_config": dataclasses.asdict(self.model.config),
+                "text": {"prompt_style": self.tenv.prompt_style,
+                         "tool_result_tokens": self.tenv.tool_result_tokens}}
 
     def load_state_dict(self, meta: dict[str, Any]) -> None:
         self.step_index = int(meta["step"])
