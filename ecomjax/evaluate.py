@@ -38,6 +38,11 @@ def _noop(key, state, params):
     return noop_action(params.cap)
 
 
+EVAL_SALT = 0xE7A1                  # evaluation episodes: a seed stream apart from the training problems'
+DEFAULT_CATALOG = "synthetic"
+DEFAULT_NUM_PRODUCTS = 10_000
+
+
 def _policy(spec: str):
     """A structured policy, or the path of a trained checkpoint for `checkpoint:PATH`."""
     if spec == "oracle":
@@ -98,15 +103,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--episodes", type=int, default=64, help="episodes per task and difficulty")
     p.add_argument("--k", type=int, default=4, help="trials per episode for pass^k")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--catalog", default="synthetic", help=" | ".join(SPEC_FORMS))
-    p.add_argument("--num-products", type=int, default=10_000, help="size of the synthetic catalog")
+    p.add_argument("--catalog", default=None,
+                   help=" | ".join(SPEC_FORMS) + f" (default: a checkpoint's training catalog, else {DEFAULT_CATALOG})")
+    p.add_argument("--num-products", type=int, default=None,
+                   help=f"size of the synthetic catalog (default: a checkpoint's, else {DEFAULT_NUM_PRODUCTS:,})")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of checkpoint policies")
     p.add_argument("--user-model-path", default=None, metavar="DIR",
                    help="a local Qwen3 checkpoint with its tokenizer that paraphrases the simulated customer's "
                         "messages (LLM customer tier; only with --policy checkpoint:PATH)")
     args = p.parse_args(argv)
-    _policy(args.policy)
+    policy = _policy(args.policy)
+    _resolve_catalog(args, policy if isinstance(policy, str) else None)
     _check_user_model(args)
     try:
         collection = collection_tasks(args.collection)
@@ -170,10 +178,28 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _resolve_catalog(args: argparse.Namespace, checkpoint_dir: str | None) -> None:
+    """Fills the catalog flags left out: a checkpoint is evaluated on the catalog it was trained on (same
+    spec, size and generator seed), anything else on the defaults with `--seed`."""
+    trained = {}
+    if checkpoint_dir is not None and (args.catalog is None or args.num_products is None):
+        from ecomjax.rl.checkpoint import find_manager, read_meta
+
+        try:
+            trained = read_meta(find_manager(checkpoint_dir)) or {}
+        except FileNotFoundError as err:
+            raise SystemExit(f"--policy checkpoint:{checkpoint_dir}: {err}") from None
+    same = args.catalog is None or args.catalog == trained.get("catalog")
+    args.catalog = args.catalog or trained.get("catalog", DEFAULT_CATALOG)
+    if args.num_products is None:
+        args.num_products = trained.get("num_products", DEFAULT_NUM_PRODUCTS)
+    args.catalog_seed = trained.get("catalog_seed", args.seed) if same else args.seed
+
+
 def load_catalog(args: argparse.Namespace):
     """The catalog `--catalog` names (one clear message naming the flag value when it cannot be loaded)."""
     try:
-        return load_spec(args.catalog, args.num_products, args.seed)
+        return load_spec(args.catalog, args.num_products, args.catalog_seed)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"--catalog {args.catalog!r}: {err}") from None
 
@@ -203,7 +229,7 @@ def model_runner(path: str, env, params, vocab, args):
 
     def run(keys, d, task, trial):
         n = keys.shape[0]
-        seeds = [episode_seed(args.seed, int(task) * 1000 + int(d), e) for e in range(n)]
+        seeds = [episode_seed(args.seed, int(task) * 1000 + int(d), e, salt=EVAL_SALT) for e in range(n)]
         ro = rollout(model, tenv, renderer, seeds, [TASK_NAMES[int(task)]] * n, [int(d)] * n,
                      jax.random.fold_in(jax.random.key(args.seed), trial), cfg)
         infos = {k: np.asarray([i[k] for i in ro.infos], object if k == "termination_reason" else None)

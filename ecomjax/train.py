@@ -317,7 +317,8 @@ def main(argv=None) -> dict:
                 console.print(f"step {m['step']}: {line} ({m['seconds']:.0f} s)")
             if lead and (trainer.step_index % args.checkpoint_every == 0 or trainer.step_index == args.steps):
                 checkpoint.save(ckpt, trainer, extra={"tokenizer": args.model_path or BUILTIN_TOKENIZER,
-                                                      "catalog": args.catalog})
+                                                      "catalog": args.catalog, "num_products": args.num_products,
+                                                      "catalog_seed": args.seed})
     ckpt.wait_until_finished()
     log.close()
     files = plot_run(log.rows, out) if lead else []

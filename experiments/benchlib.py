@@ -75,7 +75,9 @@ def write_section(heading: str, body: str) -> None:
 
 def header(notes: str) -> str:
     today = datetime.date.today().isoformat()
-    return f"- date: {today}\n- machine: {machine()}\n- command: `{command()}`\n- {notes}\n"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"- date: {today}\n- machine: {machine()}; load average (1, 5, 15 min) at the end: {load}\n"
+            f"- command: `{command()}`\n- {notes}\n")
 
 
 

@@ -37,7 +37,8 @@ def test_train_writes_metrics_checkpoints_and_plots_and_resumes(tmp_path):
     assert cell == result["results"]["STATUS"]["0"] and cell["episodes"] == 4 and cell["trials"] == 2
     assert 0.0 <= cell["success_rate"] <= 1.0 and sum(cell["terminations"].values()) == 8
 
-    args = evaluate.parse_args(["--policy", f"checkpoint:{out}", "--tasks", "STATUS", "--num-products", "2000"])
+    args = evaluate.parse_args(["--policy", f"checkpoint:{out}", "--tasks", "STATUS", "--seed", "5"])
+    assert (args.catalog, args.num_products, args.catalog_seed) == ("synthetic", 2000, 0)   # the training catalog
     catalog, vocab = evaluate.load_catalog(args)
     env, params = evaluate.make("C8", catalog=catalog)
     text_env = evaluate.model_runner(str(out), env, params, vocab, args).text_env

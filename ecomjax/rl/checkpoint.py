@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -35,8 +36,11 @@ def manager(directory: str | Path, keep: int = KEEP, async_save: bool = True) ->
 
 
 def _arrays(trainer: Trainer) -> dict[str, Any]:
-    return {"params": nnx.to_pure_dict(nnx.state(trainer.model, nnx.Param)),
+    """The arrays a checkpoint holds. In a multi-process run they are host NumPy copies: each process's
+    replicated state lives on its own devices, which orbax cannot write as global arrays."""
+    tree = {"params": nnx.to_pure_dict(nnx.state(trainer.model, nnx.Param)),
             "opt": nnx.to_pure_dict(nnx.state(trainer.optimizer, nnx.optimizer.OptState))}
+    return jax.device_get(tree) if jax.process_count() > 1 else tree
 
 
 def save(mgr: ocp.CheckpointManager, trainer: Trainer, extra: dict | None = None) -> None:
@@ -65,6 +69,7 @@ def restore(mgr: ocp.CheckpointManager, trainer: Trainer, step: int | None = Non
                          + ", ".join(f"{k}={theirs.get(k)!r} (this run: {mine.get(k)!r})" for k in diff))
     target = _arrays(trainer)
     state = mgr.restore(meta["step"], args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+    state = jax.tree.map(jnp.asarray, state)
     params = nnx.state(trainer.model, nnx.Param)
     nnx.replace_by_pure_dict(params, state["params"])
     nnx.update(trainer.model, params)

@@ -206,7 +206,8 @@ class Trainer:
     def collect(self, step: int) -> tuple[Rollouts, np.ndarray, np.ndarray, dict]:
         """Rollouts of one step with dynamic sampling: groups whose rewards are all equal carry no signal
         and are dropped; extra problem batches refill the batch up to `max_resample_rounds` times. Every
-        generated episode updates the curriculum. Returns (rollouts [N], rewards [N], weights [N], stats)."""
+        generated episode updates the curriculum. Returns (rollouts [N], rewards [N], weights [N], stats); the
+        stats' episode means are over the first round, the problems the curriculum drew, before any filtering."""
         g, p = self.cfg.group_size, self.cfg.problems // self.num_processes
         kept_groups: list[Rollouts] = []
         kept_rewards: list[np.ndarray] = []
@@ -234,7 +235,7 @@ class Trainer:
             if distributed.gather(np.asarray([full])).all():         # every process stops at the same round
                 break
         stats = {"groups_generated": generated, "groups_dropped": dropped,
-                 "dropped_share": dropped / max(generated, 1)}
+                 "dropped_share": dropped / max(generated, 1), **episode_metrics(fallback[0])}
         if not kept_groups:
             ro, rewards = fallback
             return ro, rewards, np.zeros(len(rewards), np.float32), stats
@@ -289,7 +290,6 @@ class Trainer:
             metrics.update(self.update(ro, rewards, weights))
         else:
             metrics.update({"loss": 0.0, "grad_norm": 0.0, "skipped_update": 1.0})
-        metrics.update(episode_metrics(ro))
         metrics.update(self.curriculum_metrics())
         self.step_index += 1
         return StepResult(metrics=metrics, rollouts=ro, kept=weights > 0)

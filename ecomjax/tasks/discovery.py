@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ecomjax.catalog.retrieval import filter_mask
 from ecomjax.catalog.types import Catalog
@@ -12,8 +13,8 @@ from ecomjax.world.state import World, is_oos, product_stock
 from ecomjax.world.tools import WorldParams
 
 PRICE, CAT = C.KEY["price"], C.KEY["cat"]
-NO_RESERVED = jnp.full((1,), -1, jnp.int32)      # `reserved` of a generator when no other intent shares the world
-FILTERABLE = jnp.asarray([k != "age_range" for k in C.CONSTRAINT_KEYS])
+NO_RESERVED = np.full((1,), -1, np.int32)      # `reserved` of a generator when no other intent shares the world
+FILTERABLE = np.asarray([k != "age_range" for k in C.CONSTRAINT_KEYS])
 SHIP_SCALE_DAYS = 14.0
 
 
@@ -106,7 +107,7 @@ def utility(catalog: Catalog, goal: IntentGoal, products: jnp.ndarray, sim_ancho
     cos = (catalog.emb[ps] @ catalog.emb[anchor]) * catalog.emb_scale[ps] * catalog.emb_scale[anchor]
     phi_sim = jnp.where(sim_anchor, (cos + 1.0) / 2.0, 0.0)
     phi = jnp.stack([phi_price, phi_rating, phi_ship, phi_brand, phi_sim], axis=-1)  # [K, 5]
-    return phi @ PERSONA_WEIGHTS[goal.persona]
+    return phi @ jnp.asarray(PERSONA_WEIGHTS)[goal.persona]
 
 
 def relevance(wp: WorldParams, world: World, goal: IntentGoal, products: jnp.ndarray, lambda_sim,

@@ -2,6 +2,7 @@
 slot space the customer can state, omit and reveal."""
 
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from ecomjax.tasks.constraints import MAX_CONSTRAINTS
@@ -26,12 +27,12 @@ GENERIC_SLOT = NUM_SLOTS     # "anything else I should know?" reveals one pendin
 
 PERSONAS: tuple[str, ...] = ("budget", "quality", "speed", "balanced")
 # Utility weights (price, rating, ship, brand, sim) of each persona.
-PERSONA_WEIGHTS = jnp.array([
+PERSONA_WEIGHTS = np.array([
     [0.60, 0.15, 0.15, 0.05, 0.05],
     [0.05, 0.45, 0.05, 0.35, 0.10],
     [0.15, 0.15, 0.60, 0.05, 0.05],
     [0.20, 0.20, 0.20, 0.20, 0.20],
-], jnp.float32)
+], np.float32)
 
 
 @struct.dataclass

@@ -14,6 +14,7 @@ matches case- and space-insensitively) scored +1 on an exact id match, else −1
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ecomjax.catalog.schema import QUERY_TOKENS
 from ecomjax.tasks.action import INFORM, Action, noop_action, set_call
@@ -30,13 +31,13 @@ SEARCH_TOP_K = 5
 NUM_PARTS = 4
 
 _KB = kb_arrays()
-NUMERIC = jnp.asarray(_KB["numeric"])                          # [NR] bool
-NUM_ROWS = jnp.asarray(_KB["num_rows"])                        # [NR] int32
-ANSWER_NUM = jnp.asarray(_KB["answer_num"])                    # [NR, MR] float32 (NaN: categorical / pad)
-ANSWER_CAT = jnp.asarray(_KB["answer_cat"])                    # [NR, MR] int32 (-1: numeric / pad)
-RULES_BY_CLAUSES = jnp.asarray(_KB["rules_by_clauses"])        # [MAX_CLAUSES + 1, MAXPER] int32, -1 pads
-NUM_RULES_BY_CLAUSES = jnp.asarray(_KB["num_rules_by_clauses"])  # [MAX_CLAUSES + 1] int32
-QUERY = jnp.asarray(_KB["tokens"][:, :QUERY_TOKENS])           # [NR, QT] a rule's own search tokens
+NUMERIC = np.asarray(_KB["numeric"])                          # [NR] bool
+NUM_ROWS = np.asarray(_KB["num_rows"])                        # [NR] int32
+ANSWER_NUM = np.asarray(_KB["answer_num"])                    # [NR, MR] float32 (NaN: categorical / pad)
+ANSWER_CAT = np.asarray(_KB["answer_cat"])                    # [NR, MR] int32 (-1: numeric / pad)
+RULES_BY_CLAUSES = np.asarray(_KB["rules_by_clauses"])        # [MAX_CLAUSES + 1, MAXPER] int32, -1 pads
+NUM_RULES_BY_CLAUSES = np.asarray(_KB["num_rules_by_clauses"])  # [MAX_CLAUSES + 1] int32
+QUERY = np.asarray(_KB["tokens"][:, :QUERY_TOKENS])           # [NR, QT] a rule's own search tokens
 NUM_RULES = int(_KB["num_clauses"].shape[0])
 del _KB
 
@@ -45,12 +46,12 @@ def generate(key: jax.Array, diff: Difficulty, world: World, wp: WorldParams) ->
     del wp
     k_rule, k_row = jax.random.split(key)
     n = jnp.clip(diff.b_branch, 1, MAX_CLAUSES)
-    count = NUM_RULES_BY_CLAUSES[n]
-    rule = RULES_BY_CLAUSES[n, jax.random.randint(k_rule, (), 0, jnp.maximum(count, 1))]
-    row = jax.random.randint(k_row, (), 0, NUM_ROWS[rule])
+    count = jnp.asarray(NUM_RULES_BY_CLAUSES)[n]
+    rule = jnp.asarray(RULES_BY_CLAUSES)[n, jax.random.randint(k_rule, (), 0, jnp.maximum(count, 1))]
+    row = jax.random.randint(k_row, (), 0, jnp.asarray(NUM_ROWS)[rule])
     goal = empty_intent().replace(
         task=jnp.int32(TASK["POLICY"]), rule=rule.astype(jnp.int32), row=row.astype(jnp.int32),
-        answer_num=ANSWER_NUM[rule, row], answer_cat=ANSWER_CAT[rule, row],
+        answer_num=jnp.asarray(ANSWER_NUM)[rule, row], answer_cat=jnp.asarray(ANSWER_CAT)[rule, row],
     )
     return goal, world
 
@@ -68,7 +69,7 @@ def numeric_score(x: jnp.ndarray, y: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndar
 def verify(wp: WorldParams, world: World, goal: IntentGoal, answer, diff: Difficulty):
     """(r_task, is_correct, parts [r_task, numeric rule, ρ, categorical match])."""
     del wp, world, diff
-    numeric = NUMERIC[jnp.clip(goal.rule, 0, NUM_RULES - 1)] & (goal.rule >= 0)
+    numeric = jnp.asarray(NUMERIC)[jnp.clip(goal.rule, 0, NUM_RULES - 1)] & (goal.rule >= 0)
     r_num, rho = numeric_score(answer.policy_num, goal.answer_num)
     match = (answer.policy_cat == goal.answer_cat) & (goal.answer_cat >= 0)
     r_cat = jnp.where(match, 1.0, -1.0)
@@ -81,7 +82,7 @@ def verify(wp: WorldParams, world: World, goal: IntentGoal, answer, diff: Diffic
 
 def search_call(goal: IntentGoal, cap):
     """`policy.search` with the rule's own search tokens (title, topic, fields) as the query."""
-    query = QUERY[jnp.clip(goal.rule, 0, NUM_RULES - 1)]
+    query = jnp.asarray(QUERY)[jnp.clip(goal.rule, 0, NUM_RULES - 1)]
     return make_call(cap, TOOL_INDEX["policy.search"], query=query, top_k=SEARCH_TOP_K)
 
 

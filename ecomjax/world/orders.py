@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ecomjax.catalog.history import OrderHistory
 from ecomjax.catalog.types import Catalog
@@ -14,7 +15,7 @@ from ecomjax.world.state import (
 MAX_ORDER_AGE_DAYS = 90
 # Cumulative status thresholds of the prior system: CONFIRMED .10, SHIPPED .25, IN_TRANSIT .45,
 # DELIVERED .90, CANCELLED 1.0.
-STATUS_THRESHOLDS = jnp.array([0.10, 0.25, 0.45, 0.90], jnp.float32)
+STATUS_THRESHOLDS = np.array([0.10, 0.25, 0.45, 0.90], np.float32)
 MAX_LIST_DAYS = 365
 TRACKING_LOW, TRACKING_HIGH = 100_000_000, 999_999_999
 
