@@ -257,6 +257,13 @@ def _final_table(console, rows: list[dict], tasks: tuple[int, ...], before: dict
     console.print(table)
 
 
+def checkpoint_extra(args: argparse.Namespace) -> dict:
+    """What a checkpoint records of the run besides the trainer: its tokenizer and catalog (spec, size and
+    generator seed), so `evaluate --policy checkpoint:OUT` replays them."""
+    return {"tokenizer": args.model_path or BUILTIN_TOKENIZER, "catalog": args.catalog,
+            "num_products": args.num_products, "catalog_seed": args.seed}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     from rich.console import Console
@@ -316,9 +323,7 @@ def main(argv=None) -> dict:
             if not console.is_terminal:
                 console.print(f"step {m['step']}: {line} ({m['seconds']:.0f} s)")
             if lead and (trainer.step_index % args.checkpoint_every == 0 or trainer.step_index == args.steps):
-                checkpoint.save(ckpt, trainer, extra={"tokenizer": args.model_path or BUILTIN_TOKENIZER,
-                                                      "catalog": args.catalog, "num_products": args.num_products,
-                                                      "catalog_seed": args.seed})
+                checkpoint.save(ckpt, trainer, extra=checkpoint_extra(args))
     ckpt.wait_until_finished()
     log.close()
     files = plot_run(log.rows, out) if lead else []
