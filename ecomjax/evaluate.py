@@ -114,8 +114,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "messages (LLM customer tier; only with --policy checkpoint:PATH)")
     args = p.parse_args(argv)
     policy = _policy(args.policy)
-    _resolve_catalog(args, policy if isinstance(policy, str) else None)
     _check_user_model(args)
+    _resolve_catalog(args, policy if isinstance(policy, str) else None)
     try:
         collection = collection_tasks(args.collection)
     except ValueError as err:

@@ -7,8 +7,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# Unoptimised LLVM code generation: compiling is most of a test's time, and the tests' arrays are tiny.
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
 ).strip()
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["HF_HUB_OFFLINE"] = "1"

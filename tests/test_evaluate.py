@@ -18,7 +18,7 @@ def test_pass_hat_k_matches_tau_bench_definition():
     assert pass_hat_k(successes, 2) == pytest.approx((1 + 0.5 + 0) / 3)
 
 
-@pytest.mark.parametrize("policy,want", [("oracle", 1.0), ("noop", 0.0)])
+@pytest.mark.parametrize("policy,want", [("oracle", 1.0), pytest.param("noop", 0.0, marks=pytest.mark.slow)])
 def test_small_evaluation_writes_results(tmp_path, policy, want):
     out = tmp_path / policy
     main(["--policy", policy, "--collection", "C1", "--difficulties", "0,4", "--episodes", "16", "--k", "2",

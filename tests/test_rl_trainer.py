@@ -52,10 +52,15 @@ def test_rollout_keeps_generated_ids_and_their_logprobs(tenv):
         assert c.mask[0] == 0 and np.all(np.asarray(c.logprobs)[np.asarray(c.mask) == 0] == 0)
 
 
-def test_oracle_transcripts_are_correct_and_warm_start_lowers_the_loss(tenv):
-    r = Renderer(tenv.tokenizer)
-    convs, ok = oracle_conversations(tenv, r, list(range(8)), ["STATUS"] * 8, [0] * 8, max_turns=10)
+def test_oracle_transcripts_are_correct(tenv):
+    convs, ok = oracle_conversations(tenv, Renderer(tenv.tokenizer), list(range(8)), ["STATUS"] * 8, [0] * 8,
+                                     max_turns=10)
     assert ok.all() and all(c.policy_tokens > 0 for c in convs)
+
+
+@pytest.mark.slow
+def test_warm_start_lowers_the_loss(tenv):
+    r = Renderer(tenv.tokenizer)
     model = tiny_model(tenv)
     losses = warm_start(model, tenv, r, WarmStartConfig(episodes=8, steps=6, batch=8, lr=3e-3, warmup=0,
                                                         max_seq_len=1536), ["STATUS"], [0], seed=0, length_bucket=512)
@@ -82,17 +87,16 @@ def test_train_step_feeds_the_curriculum_and_updates_on_signal(tenv):
 
 def test_resumed_run_equals_the_uninterrupted_run(tenv, tmp_path):
     straight = Trainer(tiny_model(tenv), tenv, CFG)
-    for _ in range(3):
+    for _ in range(2):
         straight.step()
     first = Trainer(tiny_model(tenv), tenv, CFG)
-    for _ in range(2):
-        first.step()
+    first.step()
     mgr = checkpoint.manager(tmp_path / "ckpt")
     checkpoint.save(mgr, first)
     mgr.wait_until_finished()
     resumed = Trainer(tiny_model(tenv, seed=99), tenv, CFG)
     meta = checkpoint.restore(checkpoint.manager(tmp_path / "ckpt"), resumed)
-    assert meta["step"] == 2 and resumed.step_index == 2
+    assert meta["step"] == 1 and resumed.step_index == 1
     resumed.step()
     for a, b in zip(jax.tree.leaves(params_of(straight.model)), jax.tree.leaves(params_of(resumed.model))):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -338,11 +338,15 @@ def test_template_mismatch_falls_back_without_generating(tenv, llm):
 # ------------------------------------------------------------------------------------------ CLI
 
 def test_evaluate_user_model_path_flag(tmp_path, model_dir):
+    checkpoint = ["--policy", f"checkpoint:{tmp_path}"]
+    catalog = ["--catalog", "synthetic", "--num-products", "1000"]     # so parsing does not read the checkpoint
     with pytest.raises(SystemExit, match="only used with --policy checkpoint"):
         parse_args(["--user-model-path", str(model_dir)])
     with pytest.raises(SystemExit, match="--user-model-path: .* is not a directory"):
-        parse_args(["--policy", f"checkpoint:{tmp_path}", "--user-model-path", str(tmp_path / "nope")])
-    args = parse_args(["--policy", f"checkpoint:{tmp_path}", "--user-model-path", str(model_dir)])
+        parse_args(checkpoint + ["--user-model-path", str(tmp_path / "nope")])
+    with pytest.raises(SystemExit, match="no ecomjax checkpoint in"):
+        parse_args(checkpoint + ["--user-model-path", str(model_dir)])
+    args = parse_args(checkpoint + catalog + ["--user-model-path", str(model_dir)])
     assert args.user_model_path == str(model_dir)
     with pytest.raises(SystemExit, match="--user-model-path: user model directory .* lacks config.json"):
         eval_customer_llm(str(tmp_path))

@@ -238,6 +238,7 @@ def _mixed_calls(catalog, vocab, b):
     return jax.tree.map(lambda *x: jnp.stack(x), *per_env)
 
 
+@pytest.mark.slow
 def test_vmap_equals_loop_and_jit_equals_no_jit(env):
     catalog, vocab, params, run = env
     b = 6
