@@ -20,6 +20,7 @@ from ecomjax.tasks.rewards import RewardConfig, compose, efficiency, hallucinati
 from ecomjax.user import core as user
 from ecomjax.world.policy_kb import kb_arrays
 from ecomjax.world.state import Capacities, ToolResult, World, empty_world
+from ecomjax.world.compact import map_selected
 from ecomjax.world.tools import WorldParams, run_calls_batch, run_turn
 
 BASE_TASKS = (pd, sub, cart, returns, status, policy, bundle)      # index = task id; JOURNEY composes them
@@ -85,53 +86,49 @@ def dispatch(task: jnp.ndarray, used: tuple[int, ...], make_fn, *args):
     return jax.lax.switch(lookup[jnp.clip(task, 0, len(BASE_TASKS) - 1)], fns, *args)
 
 
-def _generate_intent(key, task, diff: Difficulty, world: World, wp: WorldParams, used,
-                     reserved: jnp.ndarray) -> tuple[IntentGoal, World]:
-    """One intent's goal and the world after it; stock-taking generators get the `reserved` products [R]."""
-    def make_fn(m):
-        if m in STOCK_TAKING:
-            return lambda k, w: m.generate(k, diff, w, wp, reserved)
-        return lambda k, w: m.generate(k, diff, w, wp)
-
-    return dispatch(task, used, make_fn, key, world)
+def _generate_task(module, key, diff: Difficulty, world: World, wp: WorldParams,
+                   reserved: jnp.ndarray) -> tuple[IntentGoal, World]:
+    """One intent of base task `module` and the world after it; stock-taking generators get the `reserved`
+    products [R]."""
+    if module in STOCK_TAKING:
+        return module.generate(key, diff, world, wp, reserved)
+    return module.generate(key, diff, world, wp)
 
 
-def generation_order(tasks: jnp.ndarray) -> jnp.ndarray:
-    """The order in which a JOURNEY's intents are generated on their shared world: the stock-taking tasks
-    first (in STOCK_TAKING order), then the rest in dialogue order. A generator checks that what its intent
+def generation_order(used: tuple[int, ...]) -> tuple[int, ...]:
+    """The static order in which an episode's intents are generated on their shared world: the stock-taking
+    tasks first (in STOCK_TAKING order), then the rest by task id. A generator checks that what its intent
     needs (CART targets, a RETURN replacement, BUNDLE categories and budget) is available in the world it is
     given, so every later generator must leave stock alone; the stock-taking ones spare the evaluation
-    pools of those before them (`reserved`). tasks [I] -> permutation [I] (step -> dialogue index)."""
-    rank = jnp.full(tasks.shape, len(STOCK_TAKING), jnp.int32)
-    for r, m in enumerate(STOCK_TAKING):
-        rank = jnp.where(tasks == BASE_TASKS.index(m), r, rank)
-    return jnp.argsort(rank, stable=True)
+    pools of those before them (`reserved`)."""
+    stock_taking = [BASE_TASKS.index(m) for m in STOCK_TAKING]
+    return tuple([t for t in stock_taking if t in used] + [t for t in sorted(used) if t not in stock_taking])
 
 
 def _generate(key, task, diff: Difficulty, world: World, wp: WorldParams, used: tuple[int, ...]):
-    """Goals [I] (in dialogue order) and the world for an episode of `task` (JOURNEY: L_int(d) intents on
-    one world, generated in `generation_order`)."""
+    """Goals [I] (in dialogue order) and the world for an episode of `task` (JOURNEY: L_int(d) distinct
+    base tasks on one world, in a random dialogue order, generated in `generation_order`; `used` then holds
+    all seven base tasks, EnvParams.base_tasks).
+
+    Each base task's generator is traced once and runs once per episode (masked off when the episode does not
+    contain it), so a vmapped reset of a task mix costs one pass over the generators, not one per intent."""
     k_tasks, k_gen = jax.random.split(key)
     journey = task == JOURNEY
     order = jax.random.permutation(k_tasks, len(used))                # distinct tasks: intents never share a
     sub_tasks = jnp.asarray(used)[jnp.resize(order, (MAX_INTENTS,))]  # cart or a return line
-    tasks = jnp.where(journey, sub_tasks, jnp.full((MAX_INTENTS,), task))
     n = jnp.where(journey, diff.l_int, 1)
-    gen = generation_order(tasks)                                     # [I] dialogue index of each step
-
-    def body(carry, xs):
-        w, reserved = carry                                           # reserved [I, POOL] pools so far
-        i, k, t = xs
-        goal, w_new = _generate_intent(k, t, diff, w, wp, used, reserved.reshape(-1))
-        active = i < n
-        w = jax.tree.map(lambda a, b: jnp.where(active, a, b), w_new, w)
-        goal = jax.tree.map(lambda a, b: jnp.where(active, a, b), goal, empty_intent())
-        return (w, reserved.at[i].set(goal.pool)), goal
-
+    tasks = jnp.where(journey, sub_tasks, jnp.full((MAX_INTENTS,), task))               # [I]
+    tasks = jnp.where(jnp.arange(MAX_INTENTS) < n, tasks, -1)
     keys = jax.random.split(k_gen, MAX_INTENTS)
-    no_pools = jnp.full((MAX_INTENTS, POOL), -1, jnp.int32)
-    (world, _), goals = jax.lax.scan(body, (world, no_pools), (gen, keys[gen], tasks[gen]))
-    goals = jax.tree.map(lambda x: x[jnp.argsort(gen)], goals)        # back to dialogue order
+    goals = jax.tree.map(lambda x: jnp.broadcast_to(x, (MAX_INTENTS, *x.shape)), empty_intent())
+    reserved = jnp.full((len(used), POOL), -1, jnp.int32)                                # pools so far
+    for step, t in enumerate(generation_order(used)):
+        slot = jnp.argmax(tasks == t)                                 # dialogue index of task t
+        active = tasks[slot] == t
+        goal, w_new = _generate_task(BASE_TASKS[t], keys[slot], diff, world, wp, reserved.reshape(-1))
+        world = jax.tree.map(lambda a, b: jnp.where(active, a, b), w_new, world)
+        goals = jax.tree.map(lambda all_, g: jnp.where(active, all_.at[slot].set(g), all_), goals, goal)
+        reserved = reserved.at[step].set(jnp.where(active, goal.pool, -1))
     return goals, world, n
 
 
@@ -282,6 +279,7 @@ class AutoReset:
     array when a curriculum drives it)."""
 
     env: ShopEnv
+    reset_fraction: int = 16       # step_batch generates new episodes B // reset_fraction at a time
 
     def reset(self, key, params: EnvParams, difficulty_level=None, task=None):
         return self.env.reset(key, params, difficulty_level, task)
@@ -293,3 +291,19 @@ class AutoReset:
         fresh, _ = self.env.reset(k_reset, params, d)
         state = jax.tree.map(lambda new, old: jnp.where(ts.terminated, new, old), fresh, state)
         return state, ts
+
+    def step_batch(self, keys: jax.Array, states: EpisodeState, actions: Action, params: EnvParams,
+                   difficulty_level=None):
+        """`vmap(step)` for a batch (keys [B], difficulty_level None, [] or [B]), with the tools of
+        `ShopEnv.step_batch` and fresh episodes generated only for the envs that finished (B // reset_fraction
+        at a time). Equals `vmap(step)` exactly; do not vmap this function itself."""
+        split = jax.vmap(jax.random.split)(keys)
+        states, ts = self.env.step_batch(split[:, 0], states, actions, params)
+        b = keys.shape[0]
+        d = states.d if difficulty_level is None else jnp.broadcast_to(jnp.asarray(difficulty_level), (b,))
+
+        def fresh(rows):                                                              # rows [chunk]
+            return jax.vmap(lambda k, dd: self.env.reset(k, params, dd)[0])(split[rows, 1], d[rows])
+
+        states = map_selected(ts.terminated, fresh, states, chunk=b // self.reset_fraction)
+        return states, ts

@@ -1,7 +1,8 @@
 """Env throughput: env-steps/s and episodes/s of batched ShopEnv with the oracle and a random policy.
 
-C8 task mix on a synthetic catalog, auto-reset, num_envs 1 / 256 / 4096; a step = policy + env.step
-(tools, customer, verification) for every env. Also the compile time of reset and step.
+C8 task mix on a synthetic catalog, auto-reset, num_envs 1 / 256 / 4096; a step = policy + batched
+`AutoReset.step_batch` (tools, customer, verification, new episodes for the finished envs) for every env.
+Also the compile time of reset and step.
 """
 
 from __future__ import annotations
@@ -34,13 +35,9 @@ def runner(env: AutoReset, params, policy, steps: int, d: int):
 
         def body(carry, k):
             states, done, total = carry
-            ks = jax.random.split(k, keys.shape[0])
-
-            def one(kk, s):
-                k_act, k_step = jax.random.split(kk)
-                return env.step(k_step, s, policy(k_act, s, params), params)
-
-            states, ts = jax.vmap(one)(ks, states)
+            split = jax.vmap(jax.random.split)(jax.random.split(k, keys.shape[0]))
+            actions = jax.vmap(lambda kk, s: policy(kk, s, params))(split[:, 0], states)
+            states, ts = env.step_batch(split[:, 1], states, actions, params)
             return (states, done + jnp.sum(ts.terminated), total + jnp.sum(ts.reward)), None
 
         (_, done, total), _ = jax.lax.scan(body, (states, jnp.int32(0), jnp.float32(0)), jax.random.split(keys[0], steps))
@@ -81,7 +78,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     body = header(f"C8 mix, {args.products:,}-product synthetic catalog, difficulty {args.difficulty}, auto-reset, "
                   f"{args.steps} batched steps per run, median of {args.runs} runs after a compile run; a step = "
-                  "policy + env.step for every env")
+                  "policy + AutoReset.step_batch for every env")
     body += "\n| envs | policy | env-steps/s | episodes/s | run s | step compile s | reset compile s |\n"
     body += "|---|---|---|---|---|---|---|\n"
     body += "".join(f"| {r['batch']} | {r['policy']} | {r['steps_per_s']:,.0f} | {r['episodes_per_s']:,.0f} | "

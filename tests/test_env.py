@@ -1,5 +1,6 @@
 """ShopEnv across all tasks: conformance, do-nothing, random actions, determinism, JOURNEY, make()."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -122,20 +123,30 @@ def test_conformance_random_actions(c8):
     check_env(env, params, (TASK["CART"], TASK["RETURN"], TASK["JOURNEY"]), random_action, difficulties=(11,))
 
 
-@pytest.mark.slow
-def test_auto_reset_starts_a_new_episode(small_catalog):
+def test_auto_reset_step_batch_equals_vmapped_step(small_catalog):
+    """The batched auto-reset (new episodes only for finished envs, a chunk at a time) equals vmap(step)."""
     catalog, _ = small_catalog
     env, params = ecomjax.make("PD", catalog=catalog)
-    auto = AutoReset(env)
-    state, _ = auto.reset(jax.random.key(0), params, 0)
-    noop = noop_action(params.cap)
-    step = jax.jit(lambda k, s: auto.step(k, s, noop, params))
+    auto = AutoReset(env, reset_fraction=4)                                   # 8 envs: chunks of 2
+    b = 8
+    d = jnp.arange(b, dtype=jnp.int32)                                        # T_max(d) differs: staggered ends
+    states, _ = jax.vmap(lambda k, dd: auto.reset(k, params, dd))(jax.random.split(jax.random.key(0), b), d)
+    noop = jax.tree.map(lambda x: jnp.broadcast_to(x, (b, *x.shape)), noop_action(params.cap))
+    batched = jax.jit(lambda k, s: auto.step_batch(k, s, noop, params, d))
+    looped = jax.jit(jax.vmap(lambda k, s, a, dd: auto.step(k, s, a, params, dd)))
     ends = []
-    for i in range(12):
-        state, ts = step(jax.random.key(i + 1), state)
-        ends.append(bool(ts.terminated))
-        assert not bool(state.done)
-    assert [i for i, e in enumerate(ends) if e] == [3, 7, 11]               # T_max(0) = 4 turns each
+    for i in range(6):
+        keys = jax.random.split(jax.random.key(i + 1), b)
+        got, ts = batched(keys, states)
+        want, ts_want = looped(keys, states, noop, d)
+        chex.assert_trees_all_equal(got, want)
+        chex.assert_trees_all_equal(ts, ts_want)
+        ends.append(np.asarray(ts.terminated))
+        assert not np.asarray(got.done).any()                 # every finished env got a new episode
+        states = got
+    ends = np.stack(ends)                                     # [step, env]
+    assert ends[:, 0].tolist() == [False, False, False, True, False, False]     # T_max(0) = 4 turns
+    assert ends.sum() >= 4 and ends.sum(axis=1).max() >= 2    # several ends, some in the same step
 
 
 @pytest.mark.slow

@@ -52,8 +52,12 @@ def tighten_price(catalog: Catalog, c_key, c_op, c_value, c_mask) -> jnp.ndarray
     """Lower the price bound (constraint 0) so at most POOL products pass every filter; the cheapest
     in-stock match always stays. Returns the new c_value."""
     mask = _pool_mask(catalog, c_key, c_op, c_value, c_mask)
+    # XLA:CPU's top_k is ~40x slower on int32 than on float32: select in float32 (exact below 2**24 cents),
+    # then read the chosen products' exact integer prices.
+    order_key = jnp.where(mask, catalog.price_cents.astype(jnp.float32), jnp.inf)
+    _, cheapest_ids = jax.lax.top_k(-order_key, POOL)                                # [POOL]
     cents = jnp.where(mask, catalog.price_cents, jnp.iinfo(jnp.int32).max)
-    smallest = -jax.lax.top_k(-cents, POOL)[0]                                        # ascending [POOL]
+    smallest = jnp.sort(cents[cheapest_ids])                                          # ascending [POOL]
     in_stock = jnp.where(mask & (catalog.stock > 0), catalog.price_cents, jnp.iinfo(jnp.int32).max)
     cheapest_in_stock = jnp.min(in_stock)
     bound = jnp.maximum(smallest[POOL - 1], cheapest_in_stock)

@@ -6,6 +6,7 @@ from flax import struct
 
 from ecomjax.catalog.types import Catalog
 from ecomjax.world import cart, catalog_tools, orders, returns
+from ecomjax.world.compact import map_selected
 from ecomjax.world.errors import ToolError
 from ecomjax.world.policy_kb import policy_search_scores
 from ecomjax.world.state import Capacities, ToolCall, ToolResult, World, add_seen, empty_result
@@ -176,9 +177,10 @@ def retrieve(keys: jax.Array, calls: ToolCall, params: WorldParams, depth: jnp.n
 
     keys [B] per-world turn keys; calls [B, NC]; depth/eps [B] (retrieval depth top_k(d), eps_rank(d))
     -> Retrieval [B, NC]. Call i of world b draws its rank noise from keys[b] and i only.
-    skip_absent: skip each retrieval with `lax.cond` when no call of the batch needs it. Callers that
-    may run under `vmap` pass False: on jax 0.10.2 (CPU), jit(vmap(cond)) around `lax.top_k` returns
-    wrong ids (tests/test_world_tools.py pins the vmapped path).
+    skip_absent: retrieve only for the calls that need it (compacted, `b` calls at a time, nothing when no call
+    of the batch does). Callers that may run under `vmap` pass False (everything computed, then masked):
+    the compaction is a data-dependent loop, and on jax 0.10.2 (CPU) jit(vmap(cond)) around `lax.top_k`
+    returns wrong ids (tests/test_world_tools.py pins the vmapped path).
     """
     b, nc = calls.tool.shape
     k, kp = params.cap.results, params.cap.policy_results
@@ -186,26 +188,29 @@ def retrieve(keys: jax.Array, calls: ToolCall, params: WorldParams, depth: jnp.n
     is_search = flat.tool == TOOL_INDEX["catalog.search"]
     is_policy = flat.tool == TOOL_INDEX["policy.search"]
 
-    def search(_):
-        call_keys = jax.vmap(lambda kk: jax.vmap(lambda i: _search_key(kk, i))(jnp.arange(nc)))(keys)
-        ids = catalog_tools.search_batch(
-            call_keys.reshape(b * nc), params.catalog, flat.query, flat.filters, flat.top_k,
-            jnp.repeat(depth, nc), jnp.repeat(eps, nc), k)
-        return jnp.where(is_search[:, None], ids, -1)
+    call_keys = jax.vmap(lambda kk: jax.vmap(lambda i: _search_key(kk, i))(jnp.arange(nc)))(keys)
+    call_keys = call_keys.reshape(b * nc)
+    depth_flat, eps_flat = jnp.repeat(depth, nc), jnp.repeat(eps, nc)
 
-    def policy(_):
-        scores = jax.vmap(policy_search_scores, in_axes=(None, 0))(params.policy_tokens, flat.query)  # [N, NR]
-        width = min(MAX_POLICY_TOP_K, kp, scores.shape[1])
+    def search_rows(rows: jnp.ndarray) -> jnp.ndarray:                              # rows [S] -> ids [S, k]
+        f = jax.tree.map(lambda x: x[rows], flat.filters)
+        return catalog_tools.search_batch(call_keys[rows], params.catalog, flat.query[rows], f, flat.top_k[rows],
+                                          depth_flat[rows], eps_flat[rows], k)
+
+    def policy_rows(rows: jnp.ndarray) -> jnp.ndarray:                              # rows [S] -> ids [S, kp]
+        scores = jax.vmap(policy_search_scores, in_axes=(None, 0))(params.policy_tokens, flat.query[rows])
+        width = min(MAX_POLICY_TOP_K, kp, scores.shape[1])                            # scores [S, NR]
         top, idx = jax.lax.top_k(scores, width)
-        keep = (top > 0) & (jnp.arange(width)[None, :] < flat.top_k[:, None]) & is_policy[:, None]
-        return jnp.full((b * nc, kp), -1, jnp.int32).at[:, :width].set(jnp.where(keep, idx, -1))
+        keep = (top > 0) & (jnp.arange(width)[None, :] < flat.top_k[rows][:, None])
+        return jnp.full((rows.shape[0], kp), -1, jnp.int32).at[:, :width].set(jnp.where(keep, idx, -1))
 
-    none = lambda width: lambda _: jnp.full((b * nc, width), -1, jnp.int32)  # noqa: E731
     if skip_absent:
-        search_ids = jax.lax.cond(jnp.any(is_search), search, none(k), None)
-        policy_ids = jax.lax.cond(jnp.any(is_policy), policy, none(kp), None)
+        search_ids = map_selected(is_search, search_rows, jnp.full((b * nc, k), -1, jnp.int32), chunk=b)
+        policy_ids = map_selected(is_policy, policy_rows, jnp.full((b * nc, kp), -1, jnp.int32), chunk=b)
     else:
-        search_ids, policy_ids = search(None), policy(None)
+        every = jnp.arange(b * nc)
+        search_ids = jnp.where(is_search[:, None], search_rows(every), -1)
+        policy_ids = jnp.where(is_policy[:, None], policy_rows(every), -1)
     return Retrieval(search=search_ids.reshape(b, nc, k), policy=policy_ids.reshape(b, nc, kp))
 
 
