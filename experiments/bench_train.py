@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ecomjax import train  # noqa: E402
@@ -31,9 +33,11 @@ def run(flags: list[str], steps: int) -> dict:
 
     def timed_collect(step):
         start = time.perf_counter()
-        out = collect(step)
+        ro, rewards, weights, stats = collect(step)
         rollout_s.append(time.perf_counter() - start)
-        return out
+        # An untrained model's groups all score the same, so the trainer would skip the update; weight every
+        # group so that each step pays for a full update (zero advantages: same cost, no parameter change).
+        return ro, rewards, np.ones_like(weights), stats
 
     def timed_update(*a):
         start = time.perf_counter()
@@ -57,7 +61,7 @@ def run(flags: list[str], steps: int) -> dict:
 
 CONFIGS = {
     "default": [],
-    "4096": ["--num-envs", "4096", "--warm-start-steps", "0", "--max-new-tokens", "64"],
+    "4096": ["--num-envs", "4096", "--max-new-tokens", "64"],
 }
 
 
@@ -68,13 +72,16 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     rows = []
     for name in args.configs.split(","):
-        flags = CONFIGS[name] + ["--warm-start-steps", "0"] if name == "default" else CONFIGS[name]
+        flags = CONFIGS[name] + ["--warm-start-steps", "0", "--no-dynamic-sampling"]
         m = run(flags, args.steps if name == "default" else 1)
         cfg = "python -m ecomjax.train " + " ".join(CONFIGS[name]) if CONFIGS[name] else "python -m ecomjax.train"
         rows.append(f"| `{cfg}` | {m['step_s']:.1f} | {m['rollout_s']:.1f} | {m['update_s']:.1f} | "
                     f"{m['gen_tok_s']:,.0f} | {m['tok_s']:,.0f} | {m['compile_s']:.0f} | {m['rss_gib']:.1f} |")
         print(rows[-1], flush=True)
     notes = ("untrained tiny model (warm start skipped: it changes what is generated, not the cost per token); "
+             "one rollout round per step (--no-dynamic-sampling: with an untrained model dynamic sampling would "
+             "resample every round); every group is weighted so each step runs a full update (the trainer skips updates on groups whose "
+             "rewards are all equal, which is every group of an untrained model); "
              "median of the timed steps after one compile step (one timed step at 4096 envs); generated tok/s = "
              "policy tokens / rollout time; processed tok/s = all tokens of the step's episodes / step time")
     body = header(notes) + ("\n| run | s / step | rollout s | update s | generated tok/s | processed tok/s | "
