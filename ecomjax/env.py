@@ -19,8 +19,8 @@ from ecomjax.tasks.goal import MAX_INTENTS, POOL, TASK, TASK_NAMES, IntentGoal, 
 from ecomjax.tasks.rewards import RewardConfig, compose, efficiency, hallucination
 from ecomjax.user import core as user
 from ecomjax.world.policy_kb import kb_arrays
-from ecomjax.world.state import Capacities, ToolResult, World, empty_world
 from ecomjax.world.compact import map_selected
+from ecomjax.world.state import Capacities, ToolResult, World, empty_world
 from ecomjax.world.tools import WorldParams, run_calls_batch, run_turn
 
 BASE_TASKS = (pd, sub, cart, returns, status, policy, bundle)      # index = task id; JOURNEY composes them

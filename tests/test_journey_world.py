@@ -21,7 +21,6 @@ RESETS_PER_D = 1000
 RESET_LEVELS = (9, 13, 19)           # with these keys the old generators broke 3, 2 and 1 of 1000 worlds
 
 
-
 def test_generation_order_puts_stock_taking_tasks_first():
     order = generation_order(tuple(TASK[n] for n in ("CART", "PD", "RETURN", "SUB", "BUNDLE")))
     assert [TASK_NAMES[t] for t in order] == ["SUB", "PD", "CART", "RETURN", "BUNDLE"]

@@ -9,6 +9,7 @@ import ecomjax
 from ecomjax.env import make
 from ecomjax.tasks.action import noop_action, set_call
 from ecomjax.tasks.goal import MAX_REC
+from ecomjax.testing.adversaries import pick, with_rec
 from ecomjax.testing.rollout import run_batch
 from ecomjax.world.state import make_call
 from ecomjax.world.tools import TOOL_INDEX
@@ -18,13 +19,7 @@ pytestmark = pytest.mark.slow          # whole-task rollouts at every difficulty
 LEVELS = 21
 ORACLE_PER_D = 200
 ADV_PER_D = 16
-
 ORACLE, NOOP, GUESS, OVERREC = range(4)
-
-
-def _with_rec(action, rec):
-    rec = rec.astype(jnp.int32)
-    return action.replace(presented=rec, answer=action.answer.replace(rec=rec, n_rec=jnp.sum(rec >= 0).astype(jnp.int32)))
 
 
 def policy_for(mode):
@@ -38,7 +33,7 @@ def policy_for(mode):
         noop = noop_action(params.cap)
         ids = jax.random.randint(jax.random.fold_in(state.key, 1), (MAX_REC,), 0, catalog.num_products)
         ids = jnp.where(jnp.arange(MAX_REC) < goal.k_rec, ids, -1)
-        guess = _with_rec(noop.replace(answer=noop.answer.replace(present=jnp.asarray(True), task=goal.task,
+        guess = with_rec(noop.replace(answer=noop.answer.replace(present=jnp.asarray(True), task=goal.task,
                                                                   done=jnp.asarray(True))), ids)
         seen = state.world.seen
         leaf = goal.c_value[1].astype(jnp.int32)
@@ -48,16 +43,12 @@ def policy_for(mode):
         extras = jnp.where(jnp.arange(2) < jnp.sum(junk), seen[jnp.stack([first, second])], -1)
         listed = jnp.concatenate([extras, act.answer.rec])
         listed = listed[jnp.argsort(listed < 0, stable=True)][:MAX_REC]
-        padded = jax.tree.map(lambda a, b: jnp.where(act.answer.present, a, b), _with_rec(act, listed), act)
+        padded = jax.tree.map(lambda a, b: jnp.where(act.answer.present, a, b), with_rec(act, listed), act)
         brand = catalog.brand[jnp.clip(goal.anchor, 0, catalog.num_products - 1)]           # first turn: an
         query = jnp.zeros((16,), jnp.int32).at[: catalog.brand_tokens.shape[1]].set(catalog.brand_tokens[brand])
         browse = set_call(noop, 0, make_call(params.cap, TOOL_INDEX["catalog.search"], query=query, top_k=50))
         over = jax.tree.map(lambda b, p: jnp.where(state.turn == 0, b, p), browse, padded)  # unfiltered search
-        options = (act, noop, guess, over)
-        out = options[0]
-        for m, option in enumerate(options[1:], start=1):
-            out = jax.tree.map(lambda a, b, m=m: jnp.where(mode == m, a, b), option, out)
-        return out
+        return pick(mode, (act, noop, guess, over))
     return policy
 
 

@@ -21,6 +21,7 @@ from ecomjax.tasks.action import PRESENT, noop_action, set_call
 from ecomjax.tasks.difficulty import difficulty
 from ecomjax.tasks.episode import ACT_CONFIRM, ACT_CORRECT, AGENT_DONE
 from ecomjax.tasks.goal import MAX_REC, NUM_SLOTS, TASK
+from ecomjax.testing.adversaries import pick, with_rec
 from ecomjax.testing.rollout import batch_runner
 from ecomjax.world.state import make_call
 from ecomjax.world.tools import TOOL_INDEX
@@ -47,11 +48,6 @@ def mode_of(ep_key):
     return jax.random.randint(jax.random.fold_in(ep_key, 0xAD7), (), 0, len(MODES))
 
 
-def _with_rec(action, rec):
-    rec = rec.astype(jnp.int32)
-    return action.replace(presented=rec, answer=action.answer.replace(rec=rec, n_rec=jnp.sum(rec >= 0).astype(jnp.int32)))
-
-
 def _compact(ids, width):
     order = jnp.argsort(ids < 0, stable=True)
     return ids[order][:width]
@@ -68,10 +64,10 @@ def mixed_policy(key, state, params):
     # guess: answer at once with ids that were never shown
     ids = jax.random.randint(jax.random.fold_in(state.key, 1), (MAX_REC,), 0, catalog.num_products)
     ids = jnp.where(jnp.arange(MAX_REC) < goal.k_rec, ids, -1)
-    guess = _with_rec(noop.replace(answer=noop.answer.replace(present=jnp.asarray(True), task=goal.task,
+    guess = with_rec(noop.replace(answer=noop.answer.replace(present=jnp.asarray(True), task=goal.task,
                                                               done=jnp.asarray(True))), ids)
     # original: the oracle's conversation, then recommend the out-of-stock original itself
-    original = _with_rec(act, jnp.full((MAX_REC,), -1, jnp.int32).at[0].set(goal.anchor))
+    original = with_rec(act, jnp.full((MAX_REC,), -1, jnp.int32).at[0].set(goal.anchor))
     # overrec: first an unfiltered search for the original's brand, then the oracle; the final list puts two
     # seen products of other categories (so infeasible) before the oracle's list
     brand = catalog.brand[jnp.clip(goal.anchor, 0, catalog.num_products - 1)]
@@ -82,16 +78,9 @@ def mixed_policy(key, state, params):
     first = jnp.argmax(junk)
     second = jnp.argmax(junk & (jnp.arange(seen.shape[0]) > first))
     extras = jnp.where(jnp.arange(2) < jnp.sum(junk), seen[jnp.stack([first, second])], -1)
-    padded = _with_rec(act, _compact(jnp.concatenate([extras, act.answer.rec]), MAX_REC))
+    padded = with_rec(act, _compact(jnp.concatenate([extras, act.answer.rec]), MAX_REC))
     overrec = jax.tree.map(lambda b, p: jnp.where(state.turn == 0, b, p), browse, padded)
     return pick(mode, (act, noop, guess, original, overrec))
-
-
-def pick(mode, options):
-    out = options[0]
-    for m, option in enumerate(options[1:], start=1):
-        out = jax.tree.map(lambda a, b, m=m: jnp.where(mode == m, a, b), option, out)
-    return out
 
 
 @pytest.fixture(scope="module")
