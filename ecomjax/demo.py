@@ -16,7 +16,7 @@ from ecomjax.catalog import synthetic
 from ecomjax.catalog.lexical import hash_text
 from ecomjax.catalog.retrieval import filters_from_dict, no_filters
 from ecomjax.catalog.schema import QUERY_TOKENS
-from ecomjax.catalog.synthetic import MAX_PRODUCTS, MIN_PRODUCTS
+from ecomjax.catalog.synthetic import DEFAULT_NUM_PRODUCTS, MAX_PRODUCTS, MIN_PRODUCTS
 from ecomjax.world import (
     TOOL_INDEX, TOOL_NAMES, Capacities, ToolError, WorldParams, empty_world, make_call, run_calls_batch,
 )
@@ -28,7 +28,7 @@ MAX_ENVS = 1 << 16
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ecomjax.demo", description=__doc__)
-    parser.add_argument("--num-products", type=int, default=10_000)
+    parser.add_argument("--num-products", type=int, default=DEFAULT_NUM_PRODUCTS)
     parser.add_argument("--num-envs", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -106,9 +106,9 @@ def generation_order(used: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _generate(key, task, diff: Difficulty, world: World, wp: WorldParams, used: tuple[int, ...]):
-    """Goals [I] (in dialogue order) and the world for an episode of `task` (JOURNEY: L_int(d) distinct
-    base tasks on one world, in a random dialogue order, generated in `generation_order`; `used` then holds
-    all seven base tasks, EnvParams.base_tasks).
+    """Goals [I] (in dialogue order) and the world for an episode of `task` (JOURNEY: min(L_int(d), |used|)
+    distinct base tasks on one world, in a random dialogue order, generated in `generation_order`; `used`
+    holds all seven base tasks, EnvParams.base_tasks, when the collection contains JOURNEY).
 
     Each base task's generator is traced once and runs once per episode (masked off when the episode does not
     contain it), so a vmapped reset of a task mix costs one pass over the generators, not one per intent."""
@@ -116,7 +116,7 @@ def _generate(key, task, diff: Difficulty, world: World, wp: WorldParams, used: 
     journey = task == JOURNEY
     order = jax.random.permutation(k_tasks, len(used))                # distinct tasks: intents never share a
     sub_tasks = jnp.asarray(used)[jnp.resize(order, (MAX_INTENTS,))]  # cart or a return line
-    n = jnp.where(journey, diff.l_int, 1)
+    n = jnp.where(journey, jnp.minimum(diff.l_int, len(used)), 1)   # never more intents than distinct tasks
     tasks = jnp.where(journey, sub_tasks, jnp.full((MAX_INTENTS,), task))               # [I]
     tasks = jnp.where(jnp.arange(MAX_INTENTS) < n, tasks, -1)
     keys = jax.random.split(k_gen, MAX_INTENTS)

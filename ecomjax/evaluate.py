@@ -19,7 +19,7 @@ from rich.table import Table
 from ecomjax import oracle
 from ecomjax.catalog import load_spec
 from ecomjax.catalog.spec import SPEC_FORMS
-from ecomjax.catalog.synthetic import MAX_PRODUCTS, MIN_PRODUCTS
+from ecomjax.catalog.synthetic import DEFAULT_NUM_PRODUCTS, MAX_PRODUCTS, MIN_PRODUCTS
 from ecomjax.curriculum import collection_tasks
 from ecomjax.env import make
 from ecomjax.tasks.action import noop_action
@@ -40,7 +40,6 @@ def _noop(key, state, params):
 
 EVAL_SALT = 0xE7A1                  # evaluation episodes: a seed stream apart from the training problems'
 DEFAULT_CATALOG = "synthetic"
-DEFAULT_NUM_PRODUCTS = 10_000
 
 
 def _policy(spec: str):

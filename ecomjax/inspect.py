@@ -35,7 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ecomjax.catalog.spec import SPEC_FORMS, load_spec
-from ecomjax.catalog.synthetic import MAX_PRODUCTS, MIN_PRODUCTS
+from ecomjax.catalog.synthetic import DEFAULT_NUM_PRODUCTS, MAX_PRODUCTS, MIN_PRODUCTS
 from ecomjax.env import make
 from ecomjax.tasks.constraints import CONSTRAINT_KEYS, OPS
 from ecomjax.tasks.goal import (MAX_CONSTRAINTS, MAX_ITEMS, NUM_SLOTS, PERSONAS, SLOT_BUDGET, SLOT_ORDER,
@@ -50,7 +50,6 @@ from ecomjax.world.state import ORDER_STATUSES, RETURN_REASONS
 
 POLICIES = ("oracle", "noop", "random")
 MAX_DIFFICULTY = 100
-DEFAULT_NUM_PRODUCTS = 10_000
 DEFAULT_MAX_TURNS = 200
 MAX_TURNS_LIMIT = 1000
 MIN_TOOL_RESULT_TOKENS = 16

@@ -48,7 +48,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from ecomjax.catalog.spec import SPEC_FORMS, load_spec
-from ecomjax.catalog.synthetic import MAX_PRODUCTS, MIN_PRODUCTS
+from ecomjax.catalog.synthetic import DEFAULT_NUM_PRODUCTS, MAX_PRODUCTS, MIN_PRODUCTS
 from ecomjax.curriculum import collection_tasks
 from ecomjax.env import make
 from ecomjax.tasks.goal import TASK_NAMES
@@ -56,7 +56,6 @@ from ecomjax.text.env import DEFAULT_TOOL_RESULT_TOKENS, Episode, TextEnv
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 DEFAULT_COLLECTION = "C8"
-DEFAULT_NUM_PRODUCTS = 10_000
 DEFAULT_MAX_SESSIONS = 64
 DEFAULT_IDLE_TIMEOUT_S = 600.0
 MAX_SESSIONS_LIMIT = 100_000

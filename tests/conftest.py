@@ -17,6 +17,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
@@ -63,3 +64,20 @@ def status_env(small_catalog):
     import ecomjax
 
     return ecomjax.make("STATUS", catalog=small_catalog[0])
+
+
+JOURNEY_RESETS_PER_D = 12
+
+
+@pytest.fixture(scope="session")
+def journey_resets(small_catalog):
+    """JOURNEY episodes freshly reset on the shared catalog, JOURNEY_RESETS_PER_D per difficulty 0..20:
+    {goals [B, I], world [B], d [B], num_intents [B]} as numpy, for checking the generated worlds."""
+    import ecomjax
+
+    env, params = ecomjax.make("JOURNEY", catalog=small_catalog[0])
+    d = np.repeat(np.arange(21), JOURNEY_RESETS_PER_D)
+    keys = jax.random.split(jax.random.key(0x70E7), len(d))
+    states, _ = jax.jit(jax.vmap(lambda k, dd: env.reset(k, params, dd)))(keys, jnp.asarray(d, jnp.int32))
+    host = jax.device_get((states.goal, states.world, states.num_intents))
+    return {"goals": host[0], "world": host[1], "d": d, "num_intents": host[2]}

@@ -19,6 +19,7 @@ from ecomjax.tasks.action import no_answer, noop_action
 from ecomjax.tasks.difficulty import difficulty
 from ecomjax.tasks.episode import AGENT_DONE
 from ecomjax.tasks.goal import MAX_CATEGORIES, MAX_REC, NUM_SLOTS, SLOT_BUDGET, TASK
+from ecomjax.testing.adversaries import pick, with_rec
 from ecomjax.testing.rollout import batch_runner
 from ecomjax.world.state import add_seen, empty_world, was_seen
 
@@ -44,18 +45,6 @@ def mode_of(ep_key):
     return jax.random.randint(jax.random.fold_in(ep_key, 0xAD7), (), 0, len(MODES))
 
 
-def pick(mode, options):
-    out = options[0]
-    for m, option in enumerate(options[1:], start=1):
-        out = jax.tree.map(lambda a, b, m=m: jnp.where(mode == m, a, b), option, out)
-    return out
-
-
-def _with_rec(action, rec):
-    rec = rec.astype(jnp.int32)
-    return action.replace(presented=rec, answer=action.answer.replace(rec=rec, n_rec=jnp.sum(rec >= 0).astype(jnp.int32)))
-
-
 def mixed_policy(key, state, params):
     catalog = params.catalog
     mode = mode_of(state.key)
@@ -65,10 +54,10 @@ def mixed_policy(key, state, params):
     n = goal.k_rec
     pos = jnp.arange(MAX_REC)
     ids = jax.random.randint(jax.random.fold_in(state.key, 1), (MAX_REC,), 0, catalog.num_products)
-    guess = _with_rec(noop.replace(answer=noop.answer.replace(present=jnp.asarray(True), task=goal.task,
+    guess = with_rec(noop.replace(answer=noop.answer.replace(present=jnp.asarray(True), task=goal.task,
                                                               done=jnp.asarray(True))), jnp.where(pos < n, ids, -1))
     rec = act.answer.rec
-    missing = _with_rec(act, jnp.where(pos == n - 1, -1, rec))
+    missing = with_rec(act, jnp.where(pos == n - 1, -1, rec))
     seen = state.world.seen
     avail = D.available(state.world, catalog, seen)
     leaf = catalog.category[jnp.clip(seen, 0, catalog.num_products - 1)]
@@ -76,9 +65,9 @@ def mixed_policy(key, state, params):
     ok = avail[None, :] & (leaf[None, :] == goal.cats[:, None]) & (goal.cats[:, None] >= 0)   # [NCAT, S]
     second = ok[0] & (seen != rec[0])
     extra = jnp.where(jnp.any(second), seen[jnp.argmin(jnp.where(second, price, INT_MAX))], -1)
-    duplicate = _with_rec(act, rec.at[jnp.minimum(n, MAX_REC - 1)].set(extra))
+    duplicate = with_rec(act, rec.at[jnp.minimum(n, MAX_REC - 1)].set(extra))
     dearest = jnp.where(jnp.any(ok, axis=1), seen[jnp.argmax(jnp.where(ok, price, -1), axis=1)], -1)
-    overbudget = _with_rec(act, dearest[:MAX_REC])
+    overbudget = with_rec(act, dearest[:MAX_REC])
     return pick(mode, (act, noop, guess, missing, duplicate, overbudget))
 
 

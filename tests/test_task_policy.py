@@ -20,6 +20,7 @@ from ecomjax.tasks.action import no_answer, noop_action
 from ecomjax.tasks.difficulty import difficulty
 from ecomjax.tasks.episode import AGENT_DONE
 from ecomjax.tasks.goal import MAX_REC, TASK, empty_intent
+from ecomjax.testing.adversaries import pick
 from ecomjax.testing.rollout import batch_runner
 from ecomjax.world import policy_kb as kb
 from ecomjax.world.state import empty_world
@@ -34,6 +35,9 @@ MODES = ("oracle", "noop", "guess", "wrong_row", "off10")
 ORACLE, NOOP, GUESS, WRONG_ROW, OFF10 = range(len(MODES))
 DUPLICATES = 21
 KB = kb.kb_arrays()
+# jnp views of the task's numpy tables, for indexing with traced rule/row ids
+NUMERIC, NUM_ROWS = jnp.asarray(policy.NUMERIC), jnp.asarray(policy.NUM_ROWS)
+ANSWER_NUM, ANSWER_CAT = jnp.asarray(policy.ANSWER_NUM), jnp.asarray(policy.ANSWER_CAT)
 
 
 def episode_key(key):
@@ -46,20 +50,13 @@ def mode_of(ep_key):
     return jax.random.randint(jax.random.fold_in(ep_key, 0xAD7), (), 0, len(MODES))
 
 
-def pick(mode, options):
-    out = options[0]
-    for m, option in enumerate(options[1:], start=1):
-        out = jax.tree.map(lambda a, b, m=m: jnp.where(mode == m, a, b), option, out)
-    return out
-
-
 def other_row(goal):
     """A row of the same rule whose answer differs from the goal row's (-1 if none)."""
-    rows = jnp.arange(policy.ANSWER_NUM.shape[1])
+    rows = jnp.arange(ANSWER_NUM.shape[1])
     rule = jnp.clip(goal.rule, 0)
-    valid = rows < policy.NUM_ROWS[rule]
-    differs = jnp.where(policy.NUMERIC[rule], policy.ANSWER_NUM[rule] != goal.answer_num,
-                        policy.ANSWER_CAT[rule] != goal.answer_cat)
+    valid = rows < NUM_ROWS[rule]
+    differs = jnp.where(NUMERIC[rule], ANSWER_NUM[rule] != goal.answer_num,
+                        ANSWER_CAT[rule] != goal.answer_cat)
     ok = valid & (rows != goal.row) & differs
     return jnp.where(jnp.any(ok), jnp.argmax(ok), -1)
 
@@ -74,8 +71,8 @@ def mixed_policy(key, state, params):
         present=jnp.asarray(True), task=goal.task, rec=ids, n_rec=jnp.int32(MAX_REC), done=jnp.asarray(True)))
     r = jnp.clip(other_row(goal), 0)
     rule = jnp.clip(goal.rule, 0)
-    wrong = act.replace(answer=act.answer.replace(policy_num=policy.ANSWER_NUM[rule, r],
-                                                  policy_cat=policy.ANSWER_CAT[rule, r]))
+    wrong = act.replace(answer=act.answer.replace(policy_num=ANSWER_NUM[rule, r],
+                                                  policy_cat=ANSWER_CAT[rule, r]))
     off = act.replace(answer=act.answer.replace(policy_num=act.answer.policy_num * 0.9))
     return pick(mode, (act, noop, guess, wrong, off))
 
@@ -220,7 +217,7 @@ def test_verify_matches_host_scorer(setup):
 
     def score(rule, row, value, cat, present):
         goal = empty_intent().replace(task=jnp.int32(TASK["POLICY"]), rule=rule, row=row,
-                                      answer_num=policy.ANSWER_NUM[rule, row], answer_cat=policy.ANSWER_CAT[rule, row])
+                                      answer_num=ANSWER_NUM[rule, row], answer_cat=ANSWER_CAT[rule, row])
         answer = no_answer().replace(present=present, task=goal.task, policy_num=value, policy_cat=cat)
         r, ok, parts = policy.verify(params.world, None, goal, answer, difficulty(0))
         return r, ok, parts

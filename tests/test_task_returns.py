@@ -30,7 +30,6 @@ D_LEVELS = 21               # difficulties 0..20
 N_ORACLE = 200              # oracle episodes per difficulty
 N_ADV = 8                   # adversary episodes per difficulty and mode
 N_DUP = 5                   # oracle episodes per difficulty run twice (determinism of whole episodes)
-N_JOURNEY = 8               # JOURNEY episodes (L_int(d) RETURN intents on one world) per difficulty
 STEPS = 14                  # T_max(20)
 M = C.MAX_CONSTRAINTS
 MODES = ("oracle", "noop", "guess", "guess_return", "wrong_line", "both", "force_ineligible", "no_exchange",
@@ -60,7 +59,7 @@ def run_episodes(env, policy):
     """`testing.rollout.run_batch` with a per-episode policy mode: a jitted (keys, d, mode, task, active,
     params) -> (final states, timesteps) that resets, then steps (`env.step_batch`) until every `active`
     episode is done (at most STEPS turns); finished episodes are frozen. One compile serves the oracle, the
-    adversaries (`policy(key, state, params, mode)`) and JOURNEY episodes (task traced)."""
+    adversaries (`policy(key, state, params, mode)`)."""
     def run(keys, d, mode, task, active, params):
         split = jax.vmap(jax.random.split)(keys)
         k_run = split[:, 1]
@@ -139,23 +138,20 @@ def adversary(key, state, params, mode):
 @pytest.fixture(scope="module")
 def runs(env_params):
     """One compile, one call: the oracle for 21 d × N_ORACLE episodes, N_DUP per d again (determinism),
-    every adversary for 21 d × N_ADV, and N_JOURNEY JOURNEY episodes per d (only their generated worlds
-    are checked; they and do-nothing episodes above d = 2 do not hold the loop open).
+    every adversary for 21 d × N_ADV (do-nothing episodes above d = 2 do not hold the
+    loop open).
     Returns {part: dict(info, goal (intent 0), goals [I], world, d, revealed (intent 0))}, dup."""
     env, params = env_params
     run = run_episodes(env, adversary)
-    n_or, n_adv, n_j = D_LEVELS * N_ORACLE, D_LEVELS * N_ADV, D_LEVELS * N_JOURNEY
+    n_or, n_adv = D_LEVELS * N_ORACLE, D_LEVELS * N_ADV
     dup = np.concatenate([np.arange(N_DUP) + N_ORACLE * j for j in range(D_LEVELS)])
     k_or = jax.random.split(jax.random.key(0), n_or)
-    keys = jnp.concatenate([k_or, k_or[dup], jax.random.split(jax.random.key(1), n_adv * (len(MODES) - 1) + n_j)])
+    keys = jnp.concatenate([k_or, k_or[dup], jax.random.split(jax.random.key(1), n_adv * (len(MODES) - 1))])
     d_or = np.repeat(np.arange(D_LEVELS), N_ORACLE)
-    d = np.concatenate([d_or, d_or[dup], np.tile(np.repeat(np.arange(D_LEVELS), N_ADV), len(MODES) - 1),
-                        np.repeat(np.arange(D_LEVELS), N_JOURNEY)])
-    mode = np.concatenate([np.zeros(n_or + len(dup), int), np.repeat(np.arange(1, len(MODES)), n_adv),
-                           np.zeros(n_j, int)])
+    d = np.concatenate([d_or, d_or[dup], np.tile(np.repeat(np.arange(D_LEVELS), N_ADV), len(MODES) - 1)])
+    mode = np.concatenate([np.zeros(n_or + len(dup), int), np.repeat(np.arange(1, len(MODES)), n_adv)])
     task = np.full(len(d), TASK["RETURN"])
-    task[-n_j:] = TASK["JOURNEY"]
-    active = ((mode != MODES.index("noop")) | (d <= 2)) & (task != TASK["JOURNEY"])
+    active = (mode != MODES.index("noop")) | (d <= 2)
     states, ts = run(keys, jnp.asarray(d), jnp.asarray(mode), jnp.asarray(task), jnp.asarray(active), params)
     whole = {
         "info": jax.tree.map(np.asarray, ts.info), "goals": jax.tree.map(np.asarray, states.goal),
@@ -163,7 +159,7 @@ def runs(env_params):
         "num_intents": np.asarray(states.num_intents),
     }
     whole["goal"] = jax.tree.map(lambda x: x[:, 0], whole["goals"])
-    bounds = [("oracle", n_or), ("dup", len(dup))] + [(m, n_adv) for m in MODES[1:]] + [("journey", n_j)]
+    bounds = [("oracle", n_or), ("dup", len(dup))] + [(m, n_adv) for m in MODES[1:]]
     out, start = {}, 0
     for name, n in bounds:
         out[name] = _at(whole, slice(start, start + n))
@@ -262,27 +258,20 @@ def test_generator_properties(runs, small_catalog, product_values):
     assert n_cons[g.replacement & (d >= 16)].mean() > n_cons[g.replacement & (d <= 3)].mean() + 0.5   # m(d)
 
 
-def test_journey_intents_share_one_world(runs, small_catalog, product_values):
-    """L_int(d) RETURN intents generated on one world: each adds min(H, free) orders to free slots; while
-    they fit (d ≤ 7) every intent's target is intact and uniquely described in the shared world."""
+def test_journey_intents_share_one_world(journey_resets, small_catalog, product_values):
+    """JOURNEY episodes (L_int(d) distinct tasks on one world): RETURN and STATUS each add min(H, free)
+    orders; while they fit, the RETURN intent's target is intact and uniquely described in the shared world."""
     catalog, _ = small_catalog
-    parts, _ = runs
-    run = parts["journey"]
-    goals, w, d, n = run["goals"], run["world"], run["d"], run["num_intents"]
+    goals, w, d, n = (journey_resets[k] for k in ("goals", "world", "d", "num_intents"))
     assert np.array_equal(n, l_int(d))
-    assert np.all(w.order_valid.sum(axis=1) == np.minimum(12, l_int(d) * h_orders(d)))
-    fits = l_int(d) * h_orders(d) <= 12
-    assert fits.sum() >= 8 * N_JOURNEY
+    k = ((goals.task == TASK["RETURN"]) | (goals.task == TASK["STATUS"])).sum(axis=1)   # order-adding intents
+    assert np.all(w.order_valid.sum(axis=1) == np.minimum(12, k * h_orders(d)))
+    has_return = (goals.task == TASK["RETURN"]).any(axis=1)
+    fits = has_return & (k * h_orders(d) <= 12)
+    assert fits.sum() >= 40 and (has_return & (k == 2)).sum() >= 10          # shared with a STATUS intent
     for b in np.nonzero(fits)[0]:
-        wb = _at(w, b)
-        targets = set()
-        for i in range(n[b]):
-            gi = _at(goals, (b, i))
-            _check_target(catalog, product_values, gi, wb, d[b])
-            targets.add((int(gi.order), int(gi.line)))
-        assert len({o for o, _ in targets}) == n[b]                                   # one new order each
-    for k in ("r_task", "reward"):
-        assert np.all(np.isfinite(run["info"][k])) and np.all(np.abs(run["info"][k]) <= 1.0)
+        i = int(np.argmax(goals.task[b] == TASK["RETURN"]))
+        _check_target(catalog, product_values, _at(goals, (b, i)), _at(w, b), d[b])
 
 
 # ------------------------------------------------------------------------------------- oracle, adversaries

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ecomjax.catalog.amazon import load_amazon
 from ecomjax.catalog.io import load
-from ecomjax.catalog.synthetic import synthetic
+from ecomjax.catalog.synthetic import DEFAULT_NUM_PRODUCTS, synthetic
 from ecomjax.catalog.tau import load_tau_retail
 from ecomjax.catalog.types import Catalog, Vocab
 
@@ -20,7 +20,7 @@ SAVED_MARKER = "vocab.json"
 SPEC_FORMS = (SYNTHETIC, TAU_PREFIX + "PATH", AMAZON_PREFIX + "FILE", "a saved catalog directory")
 
 
-def load_spec(spec: str, num_products: int = 10_000, seed: int = 0) -> tuple[Catalog, Vocab]:
+def load_spec(spec: str, num_products: int = DEFAULT_NUM_PRODUCTS, seed: int = 0) -> tuple[Catalog, Vocab]:
     """The catalog a spec names. `num_products` and `seed` only apply to `synthetic`.
 
     Raises ValueError naming the spec when it matches none of the forms (or names no path after a

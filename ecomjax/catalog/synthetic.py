@@ -7,6 +7,7 @@ from ecomjax.catalog.schema import ATTR_VALUES, DISCRETE_ATTRS, MAX_VARIANTS, NU
 from ecomjax.catalog.types import Catalog, Vocab, assemble, category_tree, default_attr_values
 
 MIN_PRODUCTS, MAX_PRODUCTS = 100, 2_000_000
+DEFAULT_NUM_PRODUCTS = 10_000
 OUT_OF_STOCK_SHARE = 0.10
 
 # leaf path -> (display noun, discrete attrs, numeric attrs, median price in dollars)
@@ -105,7 +106,7 @@ def _distinct_offsets(rng: np.random.Generator, n_rows: int, n_values: int, k: i
     return np.concatenate([np.zeros((n_rows, 1), np.int64), picks], axis=1)
 
 
-def synthetic(num_products: int = 10_000, seed: int = 0, emb_dim: int = DEFAULT_DIM) -> tuple[Catalog, Vocab]:
+def synthetic(num_products: int = DEFAULT_NUM_PRODUCTS, seed: int = 0, emb_dim: int = DEFAULT_DIM) -> tuple[Catalog, Vocab]:
     """A deterministic synthetic catalog and its Vocab. Same (num_products, seed), same catalog."""
     if not (MIN_PRODUCTS <= int(num_products) <= MAX_PRODUCTS):
         raise ValueError(f"num_products must be in [{MIN_PRODUCTS}, {MAX_PRODUCTS}], got {num_products}")
