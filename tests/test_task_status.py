@@ -198,6 +198,18 @@ def test_journey_intents_share_one_world(journey_resets, small_catalog):
         _check_goal(catalog, _at(goals, (b, i)), _at(w, b))
 
 
+def test_journey_on_a_one_task_env_holds_one_intent(env_params):
+    """A JOURNEY reset of an env whose collection is STATUS alone has one distinct base task to draw: one
+    STATUS intent at every d (L_int(d) ≥ 2 would otherwise claim intents nothing generated)."""
+    env, params = env_params
+    d = jnp.asarray([0, 8, 20], jnp.int32)
+    reset = jax.jit(jax.vmap(lambda k, dd: env.reset(k, params, dd, task=TASK["JOURNEY"])[0]))
+    state = reset(jax.random.split(jax.random.key(5), 3), d)
+    assert np.asarray(state.num_intents).tolist() == [1, 1, 1]
+    tasks = np.asarray(state.goal.task)                                          # [3, I]
+    assert np.all(tasks[:, 0] == TASK["STATUS"]) and np.all(tasks[:, 1:] == -1)
+
+
 # ------------------------------------------------------------------------------------- oracle, adversaries
 
 def test_oracle_correct_at_every_difficulty(runs):
