@@ -272,6 +272,8 @@ def test_journey_intents_share_one_world(journey_resets, small_catalog, product_
     for b in np.nonzero(fits)[0]:
         i = int(np.argmax(goals.task[b] == TASK["RETURN"]))
         _check_target(catalog, product_values, _at(goals, (b, i)), _at(w, b), d[b])
+        status_orders = goals.order[b][goals.task[b] == TASK["STATUS"]]
+        assert not np.any(status_orders == goals.order[b, i])                       # one new order each
 
 
 # ------------------------------------------------------------------------------------- oracle, adversaries
