@@ -72,12 +72,15 @@ JOURNEY_RESETS_PER_D = 12
 @pytest.fixture(scope="session")
 def journey_resets(small_catalog):
     """JOURNEY episodes freshly reset on the shared catalog, JOURNEY_RESETS_PER_D per difficulty 0..20:
-    {goals [B, I], world [B], d [B], num_intents [B]} as numpy, for checking the generated worlds."""
+    {goals [B, I], world [B], d [B], num_intents [B], order_intents [B] (its RETURN and STATUS intents, the
+    ones that add orders)} as numpy, for checking the generated worlds."""
     import ecomjax
+    from ecomjax.tasks.goal import TASK
 
     env, params = ecomjax.make("JOURNEY", catalog=small_catalog[0])
     d = np.repeat(np.arange(21), JOURNEY_RESETS_PER_D)
     keys = jax.random.split(jax.random.key(0x70E7), len(d))
     states, _ = jax.jit(jax.vmap(lambda k, dd: env.reset(k, params, dd)))(keys, jnp.asarray(d, jnp.int32))
-    host = jax.device_get((states.goal, states.world, states.num_intents))
-    return {"goals": host[0], "world": host[1], "d": d, "num_intents": host[2]}
+    goals, world, num_intents = jax.device_get((states.goal, states.world, states.num_intents))
+    order_intents = np.isin(goals.task, [TASK["RETURN"], TASK["STATUS"]]).sum(axis=1)
+    return {"goals": goals, "world": world, "d": d, "num_intents": num_intents, "order_intents": order_intents}
