@@ -18,6 +18,7 @@ from ecomjax.tasks.episode import (
 from ecomjax.tasks.goal import MAX_INTENTS, POOL, TASK, TASK_NAMES, IntentGoal, empty_intent
 from ecomjax.tasks.rewards import RewardConfig, compose, efficiency, hallucination
 from ecomjax.user import core as user
+from ecomjax.user.core import Feedback, no_feedback
 from ecomjax.world.policy_kb import kb_arrays
 from ecomjax.world.compact import map_selected
 from ecomjax.world.state import Capacities, ToolResult, World, empty_world
@@ -27,6 +28,7 @@ BASE_TASKS = (pd, sub, cart, returns, status, policy, bundle)      # index = tas
 STOCK_TAKING = (sub, pd)        # generators that take products out of stock in the episode (JOURNEY: first)
 JOURNEY = TASK["JOURNEY"]
 NUM_PARTS = 4
+SUB_BATCHES = 8                  # task-homogeneous sub-batch = 1/SUB_BATCHES of the batch (batch_chunk)
 TODAY_MIN, TODAY_SPAN = 20_000, 3_650                             # day numbers (days since 1970-01-01)
 INFO_KEYS: tuple[str, ...] = (
     "r_task", "r_eff", "r_hall", "is_correct", "termination_reason", "tool_errors", "difficulty", "task",
@@ -105,13 +107,41 @@ def generation_order(used: tuple[int, ...]) -> tuple[int, ...]:
     return tuple([t for t in stock_taking if t in used] + [t for t in sorted(used) if t not in stock_taking])
 
 
-def _generate(key, task, diff: Difficulty, world: World, wp: WorldParams, used: tuple[int, ...]):
-    """Goals [I] (in dialogue order) and the world for an episode of `task` (JOURNEY: min(L_int(d), |used|)
-    distinct base tasks on one world, in a random dialogue order, generated in `generation_order`; `used`
-    holds all seven base tasks, EnvParams.base_tasks, when the collection contains JOURNEY).
+def batch_chunk(n: int) -> int:
+    """Rows a task-homogeneous sub-batch processes at a time in a batch of `n`: an eighth of the batch, so a
+    task mix costs about one pass per task present instead of one per task in the collection."""
+    return max(1, n // SUB_BATCHES)
 
-    Each base task's generator is traced once and runs once per episode (masked off when the episode does not
-    contain it), so a vmapped reset of a task mix costs one pass over the generators, not one per intent."""
+
+def dispatch_batch(tasks: jnp.ndarray, used: tuple[int, ...], make_fn, args, default):
+    """Task-homogeneous sub-batches: row r of the result is `make_fn(BASE_TASKS[tasks[r]])(*row r of args)`
+    for rows whose task is in `used`; other rows (task -1: nothing to do) keep `default`'s row. Each task's
+    rows run together (`map_selected`), so a row pays for its own task only. tasks [N]; args and default:
+    pytrees of [N, ...]. Not vmappable (use `dispatch` inside `vmap`)."""
+    out = default
+    for t in used:
+        fn = make_fn(BASE_TASKS[t])
+
+        def rows_fn(rows, fn=fn):
+            return jax.vmap(fn)(*jax.tree.map(lambda x: x[rows], args))
+
+        out = map_selected(tasks == t, rows_fn, out, batch_chunk(tasks.shape[0]))
+    return out
+
+
+@struct.dataclass
+class _Draft:
+    """An episode being generated: its intents' goals [I], the shared world and the pools reserved so far."""
+
+    goals: IntentGoal          # [I]
+    world: World
+    reserved: jnp.ndarray      # [len(used), POOL]
+
+
+def _plan(key, task, diff: Difficulty, used: tuple[int, ...]):
+    """The intents' tasks [I] in dialogue order (-1 unused), their generator keys [I] and their count: one
+    intent, or for JOURNEY min(L_int(d), |used|) distinct base tasks in a random order (`used` holds all
+    seven base tasks, EnvParams.base_tasks, when the collection contains JOURNEY)."""
     k_tasks, k_gen = jax.random.split(key)
     journey = task == JOURNEY
     order = jax.random.permutation(k_tasks, len(used))                # distinct tasks: intents never share a
@@ -119,31 +149,103 @@ def _generate(key, task, diff: Difficulty, world: World, wp: WorldParams, used: 
     n = jnp.where(journey, jnp.minimum(diff.l_int, len(used)), 1)   # never more intents than distinct tasks
     tasks = jnp.where(journey, sub_tasks, jnp.full((MAX_INTENTS,), task))               # [I]
     tasks = jnp.where(jnp.arange(MAX_INTENTS) < n, tasks, -1)
-    keys = jax.random.split(k_gen, MAX_INTENTS)
+    return tasks, jax.random.split(k_gen, MAX_INTENTS), n
+
+
+def _empty_draft(world: World, used: tuple[int, ...]) -> _Draft:
     goals = jax.tree.map(lambda x: jnp.broadcast_to(x, (MAX_INTENTS, *x.shape)), empty_intent())
-    reserved = jnp.full((len(used), POOL), -1, jnp.int32)                                # pools so far
+    return _Draft(goals=goals, world=world, reserved=jnp.full((len(used), POOL), -1, jnp.int32))
+
+
+def _generate_intent(t: int, step: int, draft: _Draft, tasks, keys, diff: Difficulty, wp: WorldParams) -> _Draft:
+    """The draft after generating base task t's intent (the generation_order's `step`-th task) on it."""
+    slot = jnp.argmax(tasks == t)                                     # dialogue index of task t
+    goal, world = _generate_task(BASE_TASKS[t], keys[slot], diff, draft.world, wp, draft.reserved.reshape(-1))
+    return _Draft(goals=jax.tree.map(lambda all_, g: all_.at[slot].set(g), draft.goals, goal), world=world,
+                  reserved=draft.reserved.at[step].set(goal.pool))
+
+
+def _generate(key, task, diff: Difficulty, world: World, wp: WorldParams, used: tuple[int, ...]):
+    """Goals [I] (in dialogue order), the world and the intent count of one episode of `task`: the intents
+    of `_plan`, generated on their shared world in `generation_order`, each base task's generator traced
+    once and masked off when the episode does not contain it."""
+    tasks, keys, n = _plan(key, task, diff, used)
+    draft = _empty_draft(world, used)
     for step, t in enumerate(generation_order(used)):
-        slot = jnp.argmax(tasks == t)                                 # dialogue index of task t
-        active = tasks[slot] == t
-        goal, w_new = _generate_task(BASE_TASKS[t], keys[slot], diff, world, wp, reserved.reshape(-1))
-        world = jax.tree.map(lambda a, b: jnp.where(active, a, b), w_new, world)
-        goals = jax.tree.map(lambda all_, g: jnp.where(active, all_.at[slot].set(g), all_), goals, goal)
-        reserved = reserved.at[step].set(jnp.where(active, goal.pool, -1))
-    return goals, world, n
+        new = _generate_intent(t, step, draft, tasks, keys, diff, wp)
+        draft = jax.tree.map(lambda a, b: jnp.where(jnp.any(tasks == t), a, b), new, draft)
+    return draft.goals, draft.world, n
 
 
-def _verify(wp: WorldParams, world: World, state: EpisodeState, diff: Difficulty, used: tuple[int, ...]):
-    """Per-intent (r_task, is_correct, parts [NUM_PARTS]); unused intents get (1, True)."""
-    def one(i):
-        goal = intent_goal(state, i)
-        answer = jax.tree.map(lambda x: x[i], state.answers)
-        r, ok, parts = dispatch(goal.task, used, lambda m: (lambda g, a: m.verify(wp, world, g, a, diff)), goal, answer)
-        active = i < state.num_intents
-        return jnp.where(active, r, 1.0), jnp.where(active, ok, True), jnp.where(active, parts, 0.0)
+def _generate_batch(keys, task, diff: Difficulty, world: World, wp: WorldParams, used: tuple[int, ...]):
+    """`vmap(_generate)` over a batch [B], each base task's generator run only on the episodes containing it."""
+    tasks, gen_keys, n = jax.vmap(lambda k, t, dd: _plan(k, t, dd, used))(keys, task, diff)
+    draft = jax.vmap(lambda w: _empty_draft(w, used))(world)
+    for step, t in enumerate(generation_order(used)):
+        present = jnp.any(tasks == t, axis=1)                                             # [B]
+        draft = dispatch_batch(jnp.where(present, t, -1), (t,),
+                               lambda m, step=step, t=t: lambda dr, ts, ks, dd: _generate_intent(
+                                   t, step, dr, ts, ks, dd, wp),
+                               (draft, tasks, gen_keys, diff), draft)
+    return draft.goals, draft.world, n
 
-    return jax.vmap(one)(jnp.arange(MAX_INTENTS))
+
+def _verify_one(wp: WorldParams, state: EpisodeState, i, diff: Difficulty, used: tuple[int, ...]):
+    """(r_task, is_correct, parts [NUM_PARTS]) of intent i by its task's verifier."""
+    goal = intent_goal(state, i)
+    answer = jax.tree.map(lambda x: x[i], state.answers)
+    return dispatch(goal.task, used, lambda m: (lambda g, a: m.verify(wp, state.world, g, a, diff)), goal, answer)
 
 
+def _unverified(state: EpisodeState):
+    """Per-intent (r_task, is_correct, parts) before the episode ends: (0, False, 0) for its intents,
+    (1, True, 0) for unused slots."""
+    active = jnp.arange(MAX_INTENTS) < state.num_intents
+    return (jnp.where(active, 0.0, 1.0).astype(jnp.float32), ~active,
+            jnp.zeros((MAX_INTENTS, NUM_PARTS), jnp.float32))
+
+
+def _verify(wp: WorldParams, state: EpisodeState, diff: Difficulty, used: tuple[int, ...], ended):
+    """Per-intent (r_task [I], is_correct [I], parts [I, NUM_PARTS]): the verifiers' once the episode has
+    `ended`, `_unverified` before."""
+    checked = jax.vmap(lambda i: _verify_one(wp, state, i, diff, used))(jnp.arange(MAX_INTENTS))
+    active = (jnp.arange(MAX_INTENTS) < state.num_intents) & ended
+    return jax.tree.map(lambda c, u: jnp.where(active.reshape((-1,) + (1,) * (c.ndim - 1)), c, u), checked,
+                        _unverified(state))
+
+
+def _verify_batch(wp: WorldParams, states: EpisodeState, diff: Difficulty, used: tuple[int, ...], ended):
+    """`vmap(_verify)` over a batch [B], each intent verified only when its episode has ended, by
+    task-homogeneous sub-batches over the B·I (episode, intent) pairs."""
+    b = ended.shape[0]
+    active = (jnp.arange(MAX_INTENTS)[None, :] < states.num_intents[:, None]) & ended[:, None]        # [B, I]
+    tasks = jnp.where(active, states.goal.task, -1).reshape(b * MAX_INTENTS)
+    rows = jnp.repeat(jnp.arange(b), MAX_INTENTS)
+    intent = jnp.tile(jnp.arange(MAX_INTENTS), b)
+    pairs = (rows, intent)
+    default = jax.tree.map(lambda x: x.reshape((b * MAX_INTENTS,) + x.shape[2:]), jax.vmap(_unverified)(states))
+
+    def one(m):
+        def run(r, i):
+            state = jax.tree.map(lambda x: x[r], states)
+            dd = jax.tree.map(lambda x: x[r], diff)
+            return m.verify(wp, state.world, intent_goal(state, i), jax.tree.map(lambda x: x[i], state.answers), dd)
+        return run
+
+    out = dispatch_batch(tasks, used, one, pairs, default)
+    return jax.tree.map(lambda x: x.reshape((b, MAX_INTENTS) + x.shape[1:]), out)
+
+
+@struct.dataclass
+class _Turn:
+    """An episode between the agent's turn (tools run, answer recorded) and the customer's reply."""
+
+    state: EpisodeState
+    intent: jnp.ndarray          # [] int32 the intent the customer's reply is about (user.current_intent)
+    feedback_task: jnp.ndarray   # [] int32 task whose feedback the reply needs, -1 when the customer is silent
+    tool_error: jnp.ndarray      # [] bool a call of this turn errored
+    unsafe: jnp.ndarray          # [] bool the answer recommends a denied product
+    agent_done: jnp.ndarray      # [] bool the agent recorded its final answer
 
 
 @dataclass(frozen=True)
@@ -158,18 +260,41 @@ class ShopEnv:
 
     def reset(self, key: jax.Array, params: EnvParams, difficulty_level=None, task=None):
         """A new episode; task and difficulty default to a uniform draw from params.tasks and d = 0."""
+        k_gen, k_ep, task, d, world = self._reset_inputs(key, params, difficulty_level, task)
+        goals, world, n = _generate(k_gen, task, difficulty(d), world, params.world, params.base_tasks)
+        return self._reset_finish(k_ep, task, d, goals, n, world, params)
+
+    def reset_batch(self, keys: jax.Array, params: EnvParams, difficulty_level=None, task=None):
+        """`vmap(reset)` over keys [B] (difficulty_level and task None, [] or [B]), each base task's generator
+        run only on the episodes that contain it. Equals `vmap(reset)` exactly; do not vmap this function."""
+        b = keys.shape[0]
+        d = jnp.broadcast_to(jnp.asarray(0 if difficulty_level is None else difficulty_level, jnp.int32), (b,))
+        if task is None:
+            inputs = jax.vmap(lambda k, dd: self._reset_inputs(k, params, dd, None))(keys, d)
+        else:
+            tasks = jnp.broadcast_to(jnp.asarray(task, jnp.int32), (b,))
+            inputs = jax.vmap(lambda k, dd, t: self._reset_inputs(k, params, dd, t))(keys, d, tasks)
+        k_gen, k_ep, tasks, d, world = inputs
+        goals, world, n = _generate_batch(k_gen, tasks, jax.vmap(difficulty)(d), world, params.world,
+                                          params.base_tasks)
+        return jax.vmap(lambda *a: self._reset_finish(*a, params))(k_ep, tasks, d, goals, n, world)
+
+    @staticmethod
+    def _reset_inputs(key: jax.Array, params: EnvParams, difficulty_level, task):
+        """(generator key, episode key, task, d, empty world) of a new episode."""
         k_task, k_today, k_gen, k_ep = jax.random.split(key, 4)
         if task is None:
             task = jnp.asarray(params.tasks)[jax.random.randint(k_task, (), 0, len(params.tasks))]
         d = jnp.asarray(0 if difficulty_level is None else difficulty_level, jnp.int32)
-        diff = difficulty(d)
         today = TODAY_MIN + jax.random.randint(k_today, (), 0, TODAY_SPAN)
         world = jax.lax.optimization_barrier(empty_world(params.cap, today))   # no constant-folding of generators
-        goals, world, n = _generate(k_gen, jnp.asarray(task, jnp.int32), diff, world, params.world,
-                                    params.base_tasks)
+        return k_gen, k_ep, jnp.asarray(task, jnp.int32), d, world
+
+    def _reset_finish(self, k_ep, task, d, goals: IntentGoal, n, world: World, params: EnvParams):
         first = no_message().replace(new_intent=jnp.asarray(True))
         state = initial_state(k_ep, task, d, goals, n, world, params.cap, goals.mentioned, first)
-        return state, self._timestep(state, jnp.float32(0.0), self._info(state, params, None))
+        diff = episode_difficulty(state.d, state.num_intents)
+        return state, self._timestep(state, jnp.float32(0.0), self._info(state, params, diff, _unverified(state)))
 
     def step(self, key: jax.Array, state: EpisodeState, action: Action, params: EnvParams):
         """One agent turn of one episode (vmappable)."""
@@ -177,22 +302,36 @@ class ShopEnv:
         k_tools, k_user = jax.random.split(key)
         world, results = run_turn(k_tools, state.world, action.calls, params.world, diff.b_tool, diff.top_k,
                                   diff.eps_rank)
-        return self._after_tools(k_user, state, action, world, results, params)
+        turn = self._record(state, action, world, results, params)
+        fb = dispatch(jnp.maximum(turn.feedback_task, 0), params.base_tasks, lambda m: m.feedback, turn.state,
+                      turn.intent, action, params.world)
+        state = self._reply(k_user, turn, action, fb, params, diff)
+        verified = _verify(params.world, state, diff, params.base_tasks, state.done)
+        return self._finish(state, verified, params, diff)
 
     def step_batch(self, keys: jax.Array, states: EpisodeState, actions: Action, params: EnvParams):
-        """`vmap(step)` for a batch, with retrieval batched outside the vmap (skipped when no env of the
-        batch searches). Equals `vmap(step)` exactly; do not vmap this function itself."""
+        """`vmap(step)` for a batch: retrieval batched outside the vmap (skipped when no env of the batch
+        searches), tool calls run only in the slots that hold one, and the customer's task feedback and the
+        verifiers run by task-homogeneous sub-batches (verifiers only for episodes that end). Equals
+        `vmap(step)` exactly; do not vmap this function itself."""
+        wp, used = params.world, params.base_tasks
         diff = jax.vmap(episode_difficulty)(states.d, states.num_intents)
         split = jax.vmap(jax.random.split)(keys)
-        worlds, results = run_calls_batch(split[:, 0], states.world, actions.calls, params.world, diff.b_tool,
+        worlds, results = run_calls_batch(split[:, 0], states.world, actions.calls, wp, diff.b_tool,
                                           diff.top_k, diff.eps_rank, skip_absent=True)
-        return jax.vmap(lambda k, s, a, w, r: self._after_tools(k, s, a, w, r, params))(
-            split[:, 1], states, actions, worlds, results)
+        turn = jax.vmap(lambda s, a, w, r: self._record(s, a, w, r, params))(states, actions, worlds, results)
+        fb = dispatch_batch(turn.feedback_task, used, lambda m: (lambda s, i, a: m.feedback(s, i, a, wp)),
+                            (turn.state, turn.intent, actions), jax.vmap(lambda _: no_feedback())(keys))
+        states = jax.vmap(lambda k, t, a, f, dd: self._reply(k, t, a, f, params, dd))(split[:, 1], turn, actions,
+                                                                                        fb, diff)
+        verified = _verify_batch(wp, states, diff, used, states.done)
+        return jax.vmap(lambda s, v, dd: self._finish(s, v, params, dd))(states, verified, diff)
 
-    def _after_tools(self, k_user, state: EpisodeState, action: Action, world: World, results: ToolResult,
-                     params: EnvParams):
-        wp, cfg = params.world, params.reward
-        diff = episode_difficulty(state.d, state.num_intents)
+    @staticmethod
+    def _record(state: EpisodeState, action: Action, world: World, results: ToolResult,
+                params: EnvParams) -> "_Turn":
+        """The episode after the agent's turn and its tools, before the customer replies."""
+        wp = params.world
         called = results.tool != -1
         tool_error = jnp.any(called & (results.error != 0))
         answer = action.answer
@@ -204,32 +343,41 @@ class ShopEnv:
         rec = answer.rec
         known = (rec >= 0) & (rec < wp.catalog.num_products)
         unsafe = record & jnp.any(known & wp.catalog.denied[jnp.clip(rec, 0, wp.catalog.num_products - 1)])
-        turn = state.turn + 1
         agent_done = record & answer.done
-        state = state.replace(world=world, answers=answers, answered=answered, turn=turn, last_results=results,
-                              tool_error_turn=tool_error, tool_error_any=state.tool_error_any | tool_error)
-        replied, quit_ = user.reply(k_user, state, action, wp, diff, params.base_tasks, self._feedback)
-        state = jax.tree.map(lambda a, b: jnp.where(agent_done | ~action.format_ok, b, a), replied, state)
-        quit_ = quit_ & ~agent_done & action.format_ok
-        terminal = ~action.format_ok | agent_done | (turn >= diff.t_max) | quit_ | unsafe
-        tool_fail = jnp.where(cfg.tool_error_any_turn, state.tool_error_any, tool_error) & terminal
-        reason = jnp.select(
-            [~action.format_ok, tool_fail, unsafe, agent_done, quit_, turn >= diff.t_max],
-            [FORMAT_INVALID, TOOL_INVALID, SAFETY_VIOLATION, AGENT_DONE, USER_QUIT, T_MAX], RUNNING,
-        ).astype(jnp.int32)
-        state = state.replace(done=terminal, termination=reason)
-        info = self._info(state, params, diff)
-        reward = jnp.where(terminal, info["reward"], 0.0)
-        return state, self._timestep(state, reward, info)
+        state = state.replace(world=world, answers=answers, answered=answered, turn=state.turn + 1,
+                              last_results=results, tool_error_turn=tool_error,
+                              tool_error_any=state.tool_error_any | tool_error)
+        i = user.current_intent(state)
+        replies = ~agent_done & action.format_ok                       # the customer answers this turn
+        return _Turn(state=state, intent=i, feedback_task=jnp.where(replies, state.goal.task[i], -1),
+                     tool_error=tool_error, unsafe=unsafe, agent_done=agent_done)
 
     @staticmethod
-    def _feedback(task, used, state, i, action, wp):
-        return dispatch(task, used, lambda m: m.feedback, state, i, action, wp)
+    def _reply(k_user, turn: "_Turn", action: Action, fb: Feedback, params: EnvParams, diff: Difficulty):
+        """The episode after the customer's reply (none after the agent's final answer or a format error),
+        with its termination."""
+        state, agent_done = turn.state, turn.agent_done
+        replied, quit_ = user.reply(k_user, state, action, diff, fb)
+        state = jax.tree.map(lambda a, b: jnp.where(agent_done | ~action.format_ok, b, a), replied, state)
+        quit_ = quit_ & ~agent_done & action.format_ok
+        out_of_turns = state.turn >= diff.t_max
+        terminal = ~action.format_ok | agent_done | out_of_turns | quit_ | turn.unsafe
+        tool_fail = jnp.where(params.reward.tool_error_any_turn, state.tool_error_any, turn.tool_error) & terminal
+        reason = jnp.select(
+            [~action.format_ok, tool_fail, turn.unsafe, agent_done, quit_, out_of_turns],
+            [FORMAT_INVALID, TOOL_INVALID, SAFETY_VIOLATION, AGENT_DONE, USER_QUIT, T_MAX], RUNNING,
+        ).astype(jnp.int32)
+        return state.replace(done=terminal, termination=reason)
 
-    def _info(self, state: EpisodeState, params: EnvParams, diff: Difficulty | None) -> dict:
-        wp, cfg = params.world, params.reward
-        diff = episode_difficulty(state.d, state.num_intents) if diff is None else diff
-        r_i, ok_i, parts = _verify(wp, state.world, state, diff, params.base_tasks)
+    def _finish(self, state: EpisodeState, verified, params: EnvParams, diff: Difficulty):
+        info = self._info(state, params, diff, verified)
+        return state, self._timestep(state, jnp.where(state.done, info["reward"], 0.0), info)
+
+    @staticmethod
+    def _info(state: EpisodeState, params: EnvParams, diff: Difficulty, verified) -> dict:
+        """The step's info; `verified` = per-intent (r_task, is_correct, parts) from `_verify`."""
+        cfg = params.reward
+        r_i, ok_i, parts = verified
         n = state.num_intents
         used = jnp.arange(MAX_INTENTS) < n
         r_task = jnp.sum(jnp.where(used, r_i, 0.0)) / n
@@ -303,7 +451,7 @@ class AutoReset:
         d = states.d if difficulty_level is None else jnp.broadcast_to(jnp.asarray(difficulty_level), (b,))
 
         def fresh(rows):                                                              # rows [chunk]
-            return jax.vmap(lambda k, dd: self.env.reset(k, params, dd)[0])(split[rows, 1], d[rows])
+            return self.env.reset_batch(split[rows, 1], params, d[rows])[0]
 
         states = map_selected(ts.terminated, fresh, states, chunk=b // self.reset_fraction)
         return states, ts

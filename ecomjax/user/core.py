@@ -1,8 +1,6 @@
 """The simulated customer's decisions in JAX (SPEC §8): which act to reply with, which slot to reveal,
 satisfaction, quitting and JOURNEY progression. Text realisation happens on the host (`user.text`)."""
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -14,7 +12,6 @@ from ecomjax.tasks.episode import (
     EpisodeState, UserMessage, pending_slots,
 )
 from ecomjax.tasks.goal import GENERIC_SLOT, MAX_INTENTS
-from ecomjax.world.tools import WorldParams
 
 UNHAPPY = 0.3
 NEUTRAL = 0.5
@@ -44,12 +41,11 @@ def current_intent(state: EpisodeState) -> jnp.ndarray:
     return jnp.where(jnp.any(open_), jnp.argmax(open_), jnp.maximum(state.introduced - 1, 0))
 
 
-def reply(key: jax.Array, state: EpisodeState, action: Action, wp: WorldParams, diff: Difficulty,
-          used: tuple[int, ...], feedback: Callable) -> tuple[EpisodeState, jnp.ndarray]:
-    """The customer's answer to a non-final agent turn. Returns (state with message/revealed/satisfaction/
-    introduced updated, quit)."""
+def reply(key: jax.Array, state: EpisodeState, action: Action, diff: Difficulty,
+          fb: Feedback) -> tuple[EpisodeState, jnp.ndarray]:
+    """The customer's answer to a non-final agent turn, given the task's `fb` for the current intent.
+    Returns (state with message/revealed/satisfaction/introduced updated, quit)."""
     i = current_intent(state)
-    task = state.goal.task[i]
     k_switch, _ = jax.random.split(key)
     patience_out = state.turn >= diff.t_max
     unhappy = jnp.all(state.satisfaction < UNHAPPY)
@@ -61,8 +57,6 @@ def reply(key: jax.Array, state: EpisodeState, action: Action, wp: WorldParams, 
     slot = jnp.where(generic, jnp.where(jnp.any(pending), jnp.argmax(pending), -1),
                      jnp.where((action.ask_slot >= 0) & pending[ask_slot], ask_slot, -1))
     clarify = asked & (slot >= 0)
-
-    fb = feedback(task, used, state, i, action, wp)
 
     # JOURNEY: the next intent comes when the current one is answered, or earlier as a topic switch.
     more = state.introduced < state.num_intents

@@ -223,10 +223,31 @@ def run_calls_batch(keys: jax.Array, worlds: World, calls: ToolCall, params: Wor
     """A batch of worlds each running one turn's calls. keys/worlds [B], calls [B, NC], budget/depth/eps [B].
 
     World b's outcome depends only on keys[b] and its own inputs, never on its position in the batch.
-    Not meant to be vmapped itself (see `retrieve`); `run_turn` is the vmappable single-world form.
+    skip_absent: retrieval and each call slot run only for the worlds whose slot holds a call (see
+    `retrieve`); False computes every slot of every world (vmappable). Not meant to be vmapped itself;
+    `run_turn` is the vmappable single-world form.
     """
     retrieved = retrieve(keys, calls, params, depth, eps, skip_absent)
-    return jax.vmap(run_calls, in_axes=(0, 0, 0, None, 0, 0))(keys, worlds, calls, params, budget, retrieved)
+    if not skip_absent:
+        return jax.vmap(run_calls, in_axes=(0, 0, 0, None, 0, 0))(keys, worlds, calls, params, budget, retrieved)
+    b, nc = calls.tool.shape
+    empty = jax.vmap(lambda _: jax.vmap(lambda _: empty_result(params.cap, -1))(jnp.arange(nc)))(keys)
+
+    def slot(i, carry):
+        worlds, results = carry
+        call_i = jax.tree.map(lambda x: x[:, i], calls)
+        got_i = jax.tree.map(lambda x: x[:, i], retrieved)
+
+        def rows_fn(rows):
+            pick = lambda tree: jax.tree.map(lambda x: x[rows], tree)  # noqa: E731
+            return jax.vmap(lambda k, w, c, g, bud: apply_call(jax.random.fold_in(k, i), w, c, params, g, i < bud))(
+                keys[rows], pick(worlds), pick(call_i), pick(got_i), budget[rows])
+
+        result_i = jax.tree.map(lambda x: x[:, i], results)
+        worlds, result_i = map_selected(call_i.tool != -1, rows_fn, (worlds, result_i), chunk=max(1, b // 8))
+        return worlds, jax.tree.map(lambda all_, r: all_.at[:, i].set(r), results, result_i)
+
+    return jax.lax.fori_loop(0, nc, slot, (worlds, empty))
 
 
 def run_turn(key: jax.Array, world: World, calls: ToolCall, params: WorldParams, budget: jnp.ndarray,
