@@ -1,13 +1,14 @@
 """Text layer: tokenizer, chat format, system prompt, parser (incl. fuzzing), tool-result rendering, TextEnv
 and conversation tokens."""
 
+import functools
 import json
 import re
 
 import jax
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecomjax.tasks.action import noop_action
@@ -15,7 +16,7 @@ from ecomjax.tasks.constraints import CONSTRAINT_KEYS, KEY
 from ecomjax.tasks.goal import GENERIC_SLOT, SLOT_BUDGET, SLOT_ORDER, SLOT_REASON, TASK, empty_intent
 from ecomjax.text import agent, ids
 from ecomjax.text.chat import ChatFormat
-from ecomjax.text.parse import parse_turn
+from ecomjax.text.parse import ANSWER_TOOL, ParsedTurn, parse_turn
 from ecomjax.text.prompt import system_prompt
 from ecomjax.text.results import host_tree
 from ecomjax.text.tokenizer import builtin_tokenizer, load_tokenizer, save_builtin
@@ -224,6 +225,130 @@ def test_random_json_never_crashes_the_parser(vocab, obj, calls):
     leaves = jax.tree.leaves(p.action)
     assert all(np.asarray(x).dtype.kind in "biuf" for x in leaves)
     assert np.all(p.action.calls.query >= 0)
+
+
+# ------------------------------------------------------------------------------------------ hostile input
+
+DEEP = {"arrays": "[" * 5000 + "]" * 5000, "objects": '{"a":' * 5000 + "1" + "}" * 5000}
+HOSTILE = {
+    "huge integers": '{"assistant_message": "x", "tool_calls": [{"name": "cart.add", "args": {"product_id": '
+                     f'"syn_0000001", "quantity": {"9" * 5000}}}}}], "answer": {{"env": "JOURNEY", "intent": {"9" * 5000}}}}}',
+    "huge range filter": turn(tool_calls=[{"name": "catalog.search", "args": {
+        "query": "x", "filters": {"price_max": 10**30, "price_min": -10**300}}}]),
+    "NaN and Infinity": '{"assistant_message": "x", "tool_calls": [{"name": "catalog.search", "args": {"query": "q", '
+                        '"top_k": NaN, "filters": {"price_max": Infinity}}}], "answer": {"env": "POLICY", '
+                        '"policy_answer": -Infinity}}',
+    "unhashable env": turn(answer={"env": ["PD"]}),
+    "escaped lone surrogate": turn(tool_calls=[{"name": "\ud800", "args": {"query": "\udfff"}}]),
+    "raw lone surrogate": '{"assistant_message": "\ud800"}',
+    "escaped surrogate pair": turn(assistant_message="\U0001f600 found it"),
+    "long digit ids": turn(assistant_message="syn_" + "9" * 5000,
+                           answer={"env": "PD", "recommended_product_ids": ["syn_" + "0" * 5000 + "1", "syn_\u00b2"]}),
+    "top level list": "[" + turn() + "]",
+    "unclosed tool calls": "<tool_call>" * 10_000,
+    "whitespace in a tool call": "<tool_call>" + " " * 100_000 + "x",
+    "unclosed think": "<tool_call>{}</tool_call>" + "<think>" * 10_000,
+    "whitespace in a fence": "```json" + " " * 100_000 + "```" + " " * 100_000 + "x",
+    "unterminated escapes": '"\\' * 100_000,
+}
+_every_char = st.characters() | st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"])   # and lone surrogates
+_json_char = st.sampled_from(list('[]{}":,.-+0123456789eE ntrufalsNIiy\\') + ["\\ud800", "\\udc00", "Infinity"])
+FUZZ = settings(max_examples=200)          # parsing is fast: look further than the profile's default
+_hostile_json = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers(-10**400, 10**400) | st.text(_every_char, max_size=8),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(_every_char, max_size=6), kids, max_size=4),
+    max_leaves=24)
+
+
+def wire_forms(body: str) -> list[str]:
+    """`body` as the JSON protocol (bare and fenced), as a Qwen3 tool-call block (bare and in a turn) and as
+    the message around a Qwen3 tool call."""
+    return [body, f"```json\n{body}\n```", f"<tool_call>{body}</tool_call>",
+            f"<think>hm</think>On it.\n<tool_call>\n{body}\n</tool_call>",
+            f'{body}<tool_call>{{"name": "cart.view", "arguments": {{}}}}</tool_call>']
+
+
+def assert_parsed(p):
+    """`p` is parse_turn's normal result: an Action shaped like the template, a format error with a message
+    exactly when format_ok is False, and only text a tokenizer can encode."""
+    assert isinstance(p, ParsedTurn)
+    assert jax.tree.structure(p.action) == jax.tree.structure(TEMPLATE)
+    for got, want in zip(jax.tree.leaves(p.action), jax.tree.leaves(TEMPLATE)):
+        assert got.shape == want.shape and got.dtype == want.dtype
+    assert bool(p.action.format_ok) == (p.format_error is None)
+    assert p.format_error is None or (isinstance(p.format_error, str) and p.format_error)
+    for text in [p.message, p.format_error or "", *[c["name"] + (c["error"] or "") for c in p.calls]]:
+        text.encode("utf-8")
+
+
+@pytest.mark.parametrize("form", range(4))           # the JSON forms
+@pytest.mark.parametrize("body", DEEP.values(), ids=DEEP.keys())
+def test_deeply_nested_json_is_a_format_error(vocab, body, form):
+    p = parse(wire_forms(body)[form], vocab)
+    assert_parsed(p)
+    assert "nested deeper than" in p.format_error
+
+
+def test_deeply_nested_string_args_are_a_tool_error(vocab):
+    p = parse(turn(tool_calls=[{"name": "cart.view", "args": DEEP["arrays"]}]), vocab)
+    assert_parsed(p)
+    assert p.format_error is None and p.action.calls.error[0] == ToolError.BAD_ARGUMENT
+    assert "args must be a JSON object" in p.calls[0]["error"] and len(p.calls[0]["error"]) < 200
+
+
+@pytest.mark.parametrize("text", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_turns_parse_or_fail_with_a_message(vocab, text):
+    for form in wire_forms(text):
+        assert_parsed(parse(form, vocab))
+
+
+def test_hostile_values_become_errors_or_unknown_ids(vocab):
+    huge = parse(HOSTILE["huge integers"], vocab)
+    assert huge.format_error.startswith("answer.intent") and "expected a request index" in huge.format_error
+    nan = parse(HOSTILE["NaN and Infinity"], vocab)
+    assert nan.format_error is None and "top_k: expected an integer, got nan" in nan.calls[0]["error"]
+    assert np.isnan(nan.action.answer.policy_num)
+    assert "filters.price_max: expected a finite number" in parse(turn(tool_calls=[{"name": "catalog.search", "args": {
+        "query": "x", "filters": {"price_max": 10**400}}}]), vocab).calls[0]["error"]
+    assert parse(HOSTILE["huge range filter"], vocab).calls[0]["error"] is None
+    assert "unknown task ['PD']" in parse(HOSTILE["unhashable env"], vocab).format_error
+    assert "lone surrogate" in parse(HOSTILE["escaped lone surrogate"], vocab).format_error
+    assert "lone surrogate" in parse(HOSTILE["raw lone surrogate"], vocab).format_error
+    assert parse(HOSTILE["escaped surrogate pair"], vocab).message == "\U0001f600 found it"
+    ids_turn = parse(HOSTILE["long digit ids"], vocab)
+    assert list(ids_turn.action.answer.rec[:2]) == [1, ids.UNKNOWN] and ids_turn.action.answer.n_rec == 2
+    assert "expected one JSON object, got list" in parse(HOSTILE["top level list"], vocab).format_error
+
+
+@FUZZ
+@given(st.text(_every_char))
+def test_any_text_parses_or_fails_with_a_message(vocab, text):
+    for form in wire_forms(text):
+        assert_parsed(parse(form, vocab))
+
+
+@FUZZ
+@given(st.lists(_json_char, max_size=60).map("".join))
+def test_json_like_text_parses_or_fails_with_a_message(vocab, text):
+    for form in wire_forms(text):
+        assert_parsed(parse(form, vocab))
+
+
+@FUZZ
+@given(_hostile_json, st.text(_every_char, max_size=12), st.booleans(),
+       st.sampled_from(list(TOOL_NAMES) + [ANSWER_TOOL]))
+def test_any_json_value_parses_or_fails_with_a_message(vocab, value, text, ascii_only, tool):
+    dump = functools.partial(json.dumps, ensure_ascii=ascii_only)
+    bodies = [dump(value), dump({"assistant_message": text, "tool_calls": [{"name": tool, "args": value}],
+                                 "answer": value}),
+              dump({"assistant_message": value, "answer": {"env": "PD", "recommended_product_ids": value,
+                                                           "policy_answer": value, "order_status": value}}),
+              dump({"assistant_message": "x", "tool_calls": [{"name": text, "args": {}}], "answer": {
+                  "env": "PD", "recommended_product_ids": [text], "selected_order_id": text, "order_status": text}}),
+              dump({"name": tool, "arguments": value}), dump({"name": tool, "args": dump(value)})]
+    for body in bodies:
+        for form in wire_forms(body):
+            assert_parsed(parse(form, vocab))
 
 
 # ------------------------------------------------------------------------------------------ oracle text

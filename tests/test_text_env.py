@@ -71,6 +71,11 @@ def test_bad_agents_through_text(status_tenv):
     obs, reward, done, info = step_all(status_tenv, "I think it's shipped")
     assert done and reward == -1.0 and info["termination_reason"] == "format_invalid"
     assert "not valid JSON" in info["format_error"]
+    for deep in ("[" * 5000 + "]" * 5000, "<tool_call>" + '{"a":' * 5000 + "1" + "}" * 5000 + "</tool_call>"):
+        obs, reward, done, info = step_all(status_tenv, deep)
+        assert done and info["termination_reason"] == "format_invalid" and "nested deeper" in info["format_error"]
+    obs, reward, done, info = step_all(status_tenv, '{"assistant_message": "\ud800"}')
+    assert done and "lone surrogate" in info["format_error"]
 
     obs, reward, done, info = step_all(status_tenv, json.dumps({"assistant_message": "Done.", "answer": {"done": True}}))
     assert done and reward == -1.0 and "answer.env is required" in info["format_error"]

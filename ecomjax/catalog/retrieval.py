@@ -5,6 +5,7 @@ default, or any dense encoder whose table was installed with `types.with_embeddi
 lexical table, scores are exact, so results are identical across batch sizes, chunks and shards.
 """
 
+import math
 from typing import Any
 
 import jax
@@ -18,6 +19,7 @@ from ecomjax.catalog.types import Catalog, Vocab
 
 NUM_EQ = len(EQ_FILTER_KEYS)
 NUM_RANGE = len(RANGE_FIELDS)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 SCORE_BUDGET = 1 << 25          # score elements per query chunk on CPU ([chunk, P] float32 = 128 MiB)
 ACCELERATOR_SCORE_BUDGET = 1 << 29   # on GPU/TPU (2 GiB of float32 scores per chunk)
 DEGRADE_TRIES = 4               # same-category draws per degraded slot
@@ -53,13 +55,26 @@ def filters_from_dict(filters: dict[str, Any] | None, vocab: Vocab) -> Filters:
                 raise ValueError(f"filters.{key}: unknown value {value!r}")
             eq[EQ_FILTER_KEYS.index(key)] = idx
         elif key in RANGE_FILTER_KEYS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            number = _finite(value)
+            if number is None:
                 raise ValueError(f"filters.{key}: expected a finite number, got {value!r}")
             field, bound = RANGE_FILTER_KEYS[key]
-            (lo if bound == 0 else hi)[RANGE_FIELDS.index(field)] = value
+            (lo if bound == 0 else hi)[RANGE_FIELDS.index(field)] = number
         else:
             raise ValueError(f"filters: unknown key {key!r}; allowed: {sorted(EQ_FILTER_KEYS) + sorted(RANGE_FILTER_KEYS)}")
     return Filters(eq=jnp.asarray(eq), lo=jnp.asarray(lo), hi=jnp.asarray(hi))
+
+
+def _finite(value: Any) -> float | None:
+    """A JSON number as a finite float32 value (saturated); None for anything else (booleans, non-finite or
+    unrepresentable numbers, other types)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return float(np.clip(number, -FLOAT32_MAX, FLOAT32_MAX)) if math.isfinite(number) else None
 
 
 def _eq_value_index(key: str, value: Any, vocab: Vocab) -> int:

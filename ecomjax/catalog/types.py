@@ -14,6 +14,8 @@ from ecomjax.catalog.schema import (
 from ecomjax.catalog.history import OrderHistory
 from ecomjax.catalog.lexical import hash_text, inverse_norms
 
+SYNTHETIC_ID_PREFIX = "syn_"
+
 
 @struct.dataclass
 class Catalog:
@@ -88,16 +90,19 @@ class Vocab:
 
     def product_id(self, i: int) -> str:
         if self.product_ids is None:
-            return f"syn_{int(i):07d}"
+            return f"{SYNTHETIC_ID_PREFIX}{int(i):07d}"
         return self.product_ids[int(i)]
 
     def product_index(self, pid: str) -> int:
         """Index of a product id string, or -1 when the catalog has no such product."""
         if self.product_ids is None:
-            if pid.startswith("syn_") and pid[4:].isdigit():
-                i = int(pid[4:])
-                return i if 0 <= i < self.num_products else -1
-            return -1
+            number = pid.removeprefix(SYNTHETIC_ID_PREFIX)
+            significant = number.lstrip("0")
+            if not (pid.startswith(SYNTHETIC_ID_PREFIX) and number.isascii() and number.isdigit()
+                    and len(significant) <= len(str(self.num_products))):
+                return -1
+            i = int(significant or "0")
+            return i if i < self.num_products else -1
         if self._index is None:
             self._index = {p: i for i, p in enumerate(self.product_ids)}
         return self._index.get(pid, -1)

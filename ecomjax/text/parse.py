@@ -6,12 +6,15 @@ Two wire formats parse into the same Action:
 - Qwen3 / Hermes tool calls: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks, the text
   around them as the message (`<think>` blocks dropped) and the answer as a call named `answer`.
 
-Never raises on model output. A turn the protocol cannot read (not JSON, no message, an answer without
-`env`, wrong answer types, more calls than the turn has slots) is a *format error*: `format_ok` False and a
-message saying what was wrong. A readable turn with a bad call (unknown tool, missing or mistyped
-argument, unknown id) is a *tool error* on that call: the call carries an error code (`ToolCall.error`) or
-an id no world holds, so the jitted tools report it like any other tool error. Unknown keys are listed in
-`ParsedTurn.unknown_keys`, never fatal.
+Never raises on model output: any string parses into a turn or a format error. A turn the protocol cannot
+read (not JSON, JSON nested deeper than `MAX_JSON_DEPTH`, text that is not valid Unicode, no message, an
+answer without `env`, wrong answer types, more calls than the turn has slots) is a *format error*:
+`format_ok` False and a message saying what was wrong. A readable turn with a bad call (unknown tool,
+missing or mistyped argument, unknown id) is a *tool error* on that call: the call carries an error code
+(`ToolCall.error`) or an id no world holds, so the jitted tools report it like any other tool error.
+Unknown keys are listed in `ParsedTurn.unknown_keys`, never fatal. JSON is read as Python reads it: the
+non-standard literals `NaN` and `Infinity` are the non-finite numbers every numeric field rejects, and
+integers too long to be any field's value are read as floats (infinite beyond the float range).
 """
 
 from __future__ import annotations
@@ -41,10 +44,16 @@ TOP_KEYS = frozenset({"assistant_message", "tool_calls", "answer"})
 ANSWER_KEYS = frozenset({"env", "recommended_product_ids", "selected_order_id", "selected_line_id", "order_status",
                          "policy_answer", "intent", "done", "subgoal_answers"})
 ANSWER_TOOL = "answer"
+MAX_JSON_DEPTH = 32                 # nesting levels of arrays and objects a turn may use (the protocol needs 5)
+MAX_SHOWN_CHARS = 80                # of a value quoted in an error message
+_MAX_INT_DIGITS = 300               # longer integer literals are read as floats (float range: 309 digits)
 _INT32_MAX = 2**31 - 1
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+FENCE = "```"
+FENCE_LANGUAGE = "json"
+TOOL_CALL_TAGS = ("<tool_call>", "</tool_call>")
+THINK_TAGS = ("<think>", "</think>")
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.DOTALL)   # a string (maybe unterminated) or a bracket
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-.]*[A-Za-z0-9]")
 _NORMALIZED_ANSWERS = {"".join(a.lower().split()): i for i, a in enumerate(policy_kb.ANSWER_VOCAB)}
 _STATUS_INDEX = {s.lower(): i for i, s in enumerate(ORDER_STATUSES)}
@@ -68,24 +77,30 @@ class ParsedTurn:
 
 # ------------------------------------------------------------------------------------------ value coercion
 
+def _shown(value: Any) -> str:
+    """`repr(value)`, cut to MAX_SHOWN_CHARS for an error message."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+
+
 def _int(value: Any, name: str) -> int:
     """A JSON integer (an integral float is accepted), saturated into int32 (range checks happen in JAX)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (
             isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
+        raise ValueError(f"{name}: expected an integer, got {_shown(value)}")
     return int(max(-_INT32_MAX, min(_INT32_MAX, int(value))))
 
 
 def _str(value: Any, name: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{name}: expected a string, got {value!r}")
+        raise ValueError(f"{name}: expected a string, got {_shown(value)}")
     return value
 
 
 def _choice(value: Any, name: str, options: tuple[str, ...]) -> int:
     text = _str(value, name).strip().lower()
     if text not in options:
-        raise ValueError(f"{name}: unknown value {value!r}; expected one of {list(options)}")
+        raise ValueError(f"{name}: unknown value {_shown(value)}; expected one of {list(options)}")
     return options.index(text)
 
 
@@ -106,7 +121,7 @@ def _encode_call(name: str, args: dict, vocab: Vocab, cap: Capacities) -> dict[s
     if name == "catalog.search":
         filters = get("filters")
         if filters is not None and not isinstance(filters, dict):
-            raise ValueError(f"{name}.filters: expected an object, got {filters!r}")
+            raise ValueError(f"{name}.filters: expected an object, got {_shown(filters)}")
         out["filters"] = filters_from_dict(filters, vocab)
     if name == "catalog.rerank":
         cands = get("candidate_product_ids")
@@ -164,20 +179,21 @@ def _tool_calls(raw: Any, action: Action, vocab: Vocab, cap: Capacities, report:
         raise FormatError(f"tool_calls: at most {cap.calls_per_turn} calls per turn, got {len(raw)}")
     for i, call in enumerate(raw):
         if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-            raise FormatError(f"tool_calls[{i}]: expected an object with a string 'name', got {call!r}")
+            raise FormatError(f"tool_calls[{i}]: expected an object with a string 'name', got {_shown(call)}")
         name, args = call["name"], call.get("args", call.get("arguments", {}))
+        sent = call.get("args", call.get("arguments"))
         if isinstance(args, str):
             try:
-                args = json.loads(args)
-            except json.JSONDecodeError:
+                args = _loads(args, f"tool_calls[{i}].args")
+            except FormatError:
                 args = None
         entry = {"name": name, "args": args if isinstance(args, dict) else {}, "error": None}
         report.unknown_keys += [f"tool_calls[{i}].{k}" for k in call if k not in ("name", "args", "arguments")]
         if name not in TOOL_INDEX:
-            fields, entry["error"] = {"tool": len(TOOL_NAMES)}, f"unknown tool {name!r}"
+            fields, entry["error"] = {"tool": len(TOOL_NAMES)}, f"unknown tool {_shown(name)}"
         elif not isinstance(args, dict):
             fields = {"tool": TOOL_INDEX[name], "error": int(ToolError.BAD_ARGUMENT)}
-            entry["error"] = f"{name}: args must be a JSON object, got {call.get('args', call.get('arguments'))!r}"
+            entry["error"] = f"{name}: args must be a JSON object, got {_shown(sent)}"
         else:
             known = {a for a, _, _ in TOOL_ARGS[name]}
             report.unknown_keys += [f"tool_calls[{i}].args.{k}" for k in args if k not in known]
@@ -214,14 +230,14 @@ def _answer(raw: Any, action: Action, vocab: Vocab, report: ParsedTurn) -> None:
     env = raw.get("env")
     if env is None:
         raise FormatError("answer.env is required (the task tag, e.g. \"PD\"); the answer was not recorded")
-    if env not in TASK:
-        raise FormatError(f"answer.env: unknown task {env!r}; expected one of {list(TASK)}")
+    if not isinstance(env, str) or env not in TASK:
+        raise FormatError(f"answer.env: unknown task {_shown(env)}; expected one of {list(TASK)}")
     a = action.answer
     a.present[...] = True
     a.task[...] = TASK[env]
     recs = raw.get("recommended_product_ids", [])
     if not isinstance(recs, list):
-        raise FormatError(f"answer.recommended_product_ids: expected a list, got {recs!r}")
+        raise FormatError(f"answer.recommended_product_ids: expected a list, got {_shown(recs)}")
     parsed = [ids.parse_product(r, vocab) for r in recs][:MAX_REC]
     a.rec[: len(parsed)] = parsed
     a.n_rec[...] = min(len(recs), _INT32_MAX)
@@ -237,12 +253,12 @@ def _answer(raw: Any, action: Action, vocab: Vocab, report: ParsedTurn) -> None:
     if "intent" in raw:
         intent = raw["intent"]
         if isinstance(intent, bool) or not isinstance(intent, int) or intent < 0:
-            raise FormatError(f"answer.intent: expected a request index >= 0, got {intent!r}")
+            raise FormatError(f"answer.intent: expected a request index >= 0, got {_shown(intent)}")
         a.intent[...] = min(intent, _INT32_MAX)
         report.answer_intent_given = True
     done = raw.get("done", False)
     if not isinstance(done, bool):
-        raise FormatError(f"answer.done: expected true or false, got {done!r}")
+        raise FormatError(f"answer.done: expected true or false, got {_shown(done)}")
     a.done[...] = done
 
 
@@ -258,27 +274,97 @@ def _mentioned_products(message: str, vocab: Vocab) -> list[int]:
     return list(found)
 
 
+def _lone_surrogate(text: str) -> int:
+    """Where `text` holds a lone UTF-16 surrogate (text no tokenizer encodes); -1 when nowhere."""
+    if text.isascii():
+        return -1
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return err.start
+    return -1
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep arrays and objects nest in JSON text, counted up to MAX_JSON_DEPTH + 1."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.finditer(text):
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                break
+        elif bracket in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def _parse_int(digits: str) -> int | float:
+    """A JSON integer literal; as a float when it is too long to be any field's value."""
+    return int(digits) if len(digits) <= _MAX_INT_DIGITS else float(digits)
+
+
+def _loads(text: str, where: str) -> Any:
+    """The JSON value of `text`; FormatError naming `where` when the text is not JSON the parser reads
+    (invalid, nested deeper than MAX_JSON_DEPTH, or holding strings that are not valid Unicode)."""
+    if _nesting_depth(text) > MAX_JSON_DEPTH:
+        raise FormatError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(text, parse_int=_parse_int)
+    except json.JSONDecodeError as err:
+        raise FormatError(f"{where}: not valid JSON ({err.msg} at char {err.pos})") from None
+    except (ValueError, RecursionError, MemoryError) as err:
+        raise FormatError(f"{where}: not valid JSON ({type(err).__name__})") from None
+    if _SURROGATE_ESCAPE.search(text) and _lone_surrogate(json.dumps(value, ensure_ascii=False)) >= 0:
+        raise FormatError(f"{where}: a string escapes a lone surrogate (\\ud800-\\udfff without its pair); "
+                          "strings must be valid Unicode")
+    return value
+
+
+def _blocks(text: str, tags: tuple[str, str]) -> tuple[list[str], str]:
+    """(the stripped contents of every closed `open ... close` block, the text outside them)."""
+    opening, closing = tags
+    inside, outside, pos = [], [], 0
+    while (start := text.find(opening, pos)) >= 0:
+        end = text.find(closing, start + len(opening))
+        if end < 0:
+            break
+        outside.append(text[pos:start])
+        inside.append(text[start + len(opening):end].strip())
+        pos = end + len(closing)
+    outside.append(text[pos:])
+    return inside, "".join(outside)
+
+
+def _unfenced(text: str) -> str:
+    """The text inside a ```json fence around the whole of `text`, else `text`; stripped."""
+    body = text.strip()
+    if len(body) < 2 * len(FENCE) or not (body.startswith(FENCE) and body.endswith(FENCE)):
+        return body
+    inner = body[len(FENCE):-len(FENCE)]
+    return inner.removeprefix(FENCE_LANGUAGE).strip()
+
+
 def _load(text: str) -> dict:
     """The turn object of either wire format (FormatError if it is neither)."""
-    if "<tool_call>" in text:
+    if (at := _lone_surrogate(text)) >= 0:
+        raise FormatError(f"turn: not valid Unicode (a lone surrogate {text[at]!r} at char {at})")
+    if TOOL_CALL_TAGS[0] in text:
         calls, answer = [], None
-        for i, block in enumerate(_TOOL_CALL.findall(text)):
-            try:
-                call = json.loads(block)
-            except json.JSONDecodeError as err:
-                raise FormatError(f"<tool_call> block {i}: not valid JSON ({err.msg})") from None
+        blocks, rest = _blocks(text, TOOL_CALL_TAGS)
+        for i, block in enumerate(blocks):
+            call = _loads(block, f"{TOOL_CALL_TAGS[0]} block {i}")
             if isinstance(call, dict) and call.get("name") == ANSWER_TOOL:
                 answer = call.get("arguments", call.get("args"))
             else:
                 calls.append(call)
-        message = _THINK.sub("", _TOOL_CALL.sub("", text)).strip()
+        message = _blocks(rest, THINK_TAGS)[1].strip()
         return {"assistant_message": message, "tool_calls": calls, "answer": answer, "_qwen": True}
-    fenced = _FENCE.match(text)
-    body = fenced.group(1) if fenced else text.strip()
     try:
-        turn = json.loads(body)
-    except json.JSONDecodeError as err:
-        raise FormatError(f"not valid JSON ({err.msg} at char {err.pos}); reply with one JSON object") from None
+        turn = _loads(_unfenced(text), "turn")
+    except FormatError as err:
+        raise FormatError(f"{err}; reply with one JSON object") from None
     if not isinstance(turn, dict):
         raise FormatError(f"expected one JSON object, got {type(turn).__name__}")
     return turn
