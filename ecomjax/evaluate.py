@@ -20,6 +20,7 @@ from ecomjax import oracle
 from ecomjax.catalog import load_spec
 from ecomjax.catalog.spec import SPEC_FORMS
 from ecomjax.catalog.synthetic import DEFAULT_NUM_PRODUCTS, MAX_PRODUCTS, MIN_PRODUCTS
+from ecomjax.core.keys import Stream, stream_key, stream_seeds
 from ecomjax.curriculum import collection_tasks
 from ecomjax.env import make
 from ecomjax.tasks.action import noop_action
@@ -38,7 +39,6 @@ def _noop(key, state, params):
     return noop_action(params.cap)
 
 
-EVAL_SALT = 0xE7A1                  # evaluation episodes: a seed stream apart from the training problems'
 DEFAULT_CATALOG = "synthetic"
 
 
@@ -129,6 +129,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise SystemExit(f"--episodes must be in [1, {MAX_EPISODES}], got {args.episodes}")
     if not 1 <= args.k <= 64:
         raise SystemExit(f"--k must be in [1, 64], got {args.k}")
+    if args.seed < 0:
+        raise SystemExit(f"--seed must be >= 0, got {args.seed}")
     if not MIN_PRODUCTS <= args.num_products <= MAX_PRODUCTS:
         raise SystemExit(f"--num-products must be in [{MIN_PRODUCTS}, {MAX_PRODUCTS}], got {args.num_products}")
     return args
@@ -209,7 +211,6 @@ def model_runner(path: str, env, params, vocab, args):
     from ecomjax.models.qwen3 import GREEDY, SamplingParams
     from ecomjax.rl.checkpoint import load_policy
     from ecomjax.rl.rollout import RolloutConfig, rollout
-    from ecomjax.rl.trainer import episode_seed
     from ecomjax.text import TextEnv, load_tokenizer
     from ecomjax.text.tokens import Renderer
 
@@ -228,9 +229,9 @@ def model_runner(path: str, env, params, vocab, args):
 
     def run(keys, d, task, trial):
         n = keys.shape[0]
-        seeds = [episode_seed(args.seed, int(task) * 1000 + int(d), e, salt=EVAL_SALT) for e in range(n)]
+        seeds = stream_seeds(Stream.EVAL_PROBLEM, args.seed, int(task), int(d), np.arange(n)).tolist()
         ro = rollout(model, tenv, renderer, seeds, [TASK_NAMES[int(task)]] * n, [int(d)] * n,
-                     jax.random.fold_in(jax.random.key(args.seed), trial), cfg)
+                     stream_key(args.seed, Stream.EVAL_ROLLOUT, int(task), int(d), trial), cfg)
         infos = {k: np.asarray([i[k] for i in ro.infos], object if k == "termination_reason" else None)
                  for k in ("is_correct", "reward", "r_task", "r_eff", "r_hall", "hall_rate", "tool_errors", "turns",
                            "termination_reason")}
@@ -256,7 +257,7 @@ def main(argv=None) -> dict:
         bar = progress.add_task("evaluating", total=len(args.task_names) * len(args.difficulty_list) * args.k)
         for name in args.task_names:
             for d in args.difficulty_list:
-                key = jax.random.fold_in(jax.random.key(args.seed), TASK[name] * 1000 + d)
+                key = stream_key(args.seed, Stream.EVAL_EPISODE, TASK[name], d)
                 keys = jax.random.split(key, args.episodes)
                 infos, calls = [], []
                 for trial in range(args.k):

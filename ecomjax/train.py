@@ -23,7 +23,6 @@ from ecomjax.text.prompt import PROMPT_STYLES
 DEFAULT_OUT = "runs/train"
 DEFAULT_TASKS = "STATUS"
 BUILTIN_TOKENIZER = "builtin"
-HELDOUT_SEED = 2_000_000_000       # first seed of the held-out episodes
 LOG_EVERY_SFT = 50                  # warm-start lines when the output is not a terminal
 TINY_HEADS = {"num_heads": 4, "num_kv_heads": 2}
 
@@ -215,10 +214,11 @@ def build(args):
 
 
 def heldout(trainer, episodes: int) -> dict:
-    """Mean reward and success of the current policy on fixed held-out episodes at d = 0 (their own seed
-    range): the same episodes before and after training, so the two numbers compare models only."""
-    import jax
+    """Mean reward and success of the current policy on fixed held-out episodes at d = 0 (their own streams,
+    the same in every run): the same episodes before and after training, so the two numbers compare models only."""
+    import numpy as np
 
+    from ecomjax.core.keys import Stream, stream_key, stream_seeds
     from ecomjax.rl.rollout import rollout
 
     n = -(-episodes // trainer.cfg.num_envs) * trainer.cfg.num_envs
@@ -226,8 +226,9 @@ def heldout(trainer, episodes: int) -> dict:
     for start in range(0, n, trainer.cfg.num_envs):
         idx = range(start, start + trainer.cfg.num_envs)
         tasks = [TASK_NAMES[trainer.cfg.tasks[i % len(trainer.cfg.tasks)]] for i in idx]
-        ro = rollout(trainer.model, trainer.tenv, trainer.renderer, [HELDOUT_SEED + i for i in idx], tasks,
-                     [0] * len(tasks), jax.random.key(HELDOUT_SEED), trainer.cfg.rollout)
+        seeds = stream_seeds(Stream.HELDOUT_PROBLEM, np.asarray(idx)).tolist()
+        ro = rollout(trainer.model, trainer.tenv, trainer.renderer, seeds, tasks, [0] * len(tasks),
+                     stream_key(0, Stream.HELDOUT_ROLLOUT), trainer.cfg.rollout, first_index=start)
         rewards += ro.rewards.tolist()
         correct += ro.is_correct.tolist()
     return {"reward": sum(rewards) / n, "success": sum(correct) / n, "episodes": n}

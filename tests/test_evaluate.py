@@ -42,6 +42,7 @@ def test_small_evaluation_writes_results(tmp_path, policy, want):
     (["--tasks", "PD,FOO"], "unknown task"),
     (["--difficulties", "0,-1"], "--difficulties"),
     (["--episodes", "0"], "--episodes"),
+    (["--seed", "-1"], "--seed must be >= 0"),
     (["--policy", "checkpoint:/nope"], "is not a directory"),
     (["--catalog", "nonsense"], "--catalog 'nonsense': unknown catalog spec 'nonsense'; expected one of"),
     (["--catalog", "tau-retail:/nope"], "--catalog 'tau-retail:/nope': tau-retail folder '/nope' does not exist"),

@@ -22,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ecomjax import curriculum as cur
+from ecomjax.core.keys import Stream, seed_key, stream_key, stream_seeds
 from ecomjax.rl import distributed
 from ecomjax.models.qwen3 import Qwen3, token_logprobs
 from ecomjax.models.qwen3.sharding import DATA, shard_model
@@ -30,9 +31,6 @@ from ecomjax.rl.rollout import RolloutConfig, Rollouts, rollout
 from ecomjax.tasks.goal import TASK_NAMES
 from ecomjax.text.env import TextEnv
 from ecomjax.text.tokens import Conversation, Renderer, pad_batch
-
-SEED_MODULUS = 2**31 - 1
-_PROBLEM_SALT, _SAMPLE_SALT, _ROLLOUT_SALT = 11, 13, 17
 
 
 @dataclass(frozen=True)
@@ -87,11 +85,6 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
         decay_steps=max(cfg.steps, cfg.warmup_steps + 1), end_value=cfg.lr * 0.1)
     return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
                        optax.adamw(schedule, weight_decay=cfg.weight_decay))
-
-
-def episode_seed(run_seed: int, step: int, problem: int, salt: int = _PROBLEM_SALT) -> int:
-    """The env seed of one problem (shared by its G rollouts): a stable integer of (seed, step, problem)."""
-    return int((run_seed * 1_000_003 + step * 65_537 + problem * 257 + salt) % SEED_MODULUS)
 
 
 # ------------------------------------------------------------------------------------------ batches
@@ -164,7 +157,7 @@ class Trainer:
         self.pad_id = tenv.tokenizer.pad_token_id if tenv.tokenizer.pad_token_id is not None else self.renderer.im_end
         self.curriculum = cur.init(cfg.curriculum)
         self.step_index = 0
-        self.key = jax.random.key(cfg.seed)
+        self.key = seed_key(cfg.seed)
         self.process_index, self.num_processes = distributed.process()
         if cfg.problems % self.num_processes:
             raise ValueError(f"num_envs / group_size = {cfg.problems} problems must split evenly over "
@@ -174,13 +167,13 @@ class Trainer:
 
     def _problems(self, step: int, round_: int, count: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """(tasks [count], difficulties [count], env seeds) of one batch of problems."""
-        key = jax.random.fold_in(jax.random.fold_in(self.key, step), _SAMPLE_SALT + round_)
+        key = stream_key(self.key, Stream.TRAIN_SAMPLE, step, round_)
         if self.cfg.static_difficulty is not None:
             lo, hi = self.cfg.static_difficulty
             tasks, ds = cur.sample_static(key, self.cfg.tasks, count, lo, hi)
         else:
             tasks, ds = cur.sample(key, self.curriculum, self.cfg.tasks, count)
-        seeds = [episode_seed(self.cfg.seed, step, round_ * count + p) for p in range(count)]
+        seeds = stream_seeds(Stream.TRAIN_PROBLEM, self.cfg.seed, step, round_ * count + np.arange(count)).tolist()
         return np.asarray(tasks), np.asarray(ds), seeds
 
     def _rollout_groups(self, step: int, round_: int) -> Rollouts:
@@ -190,7 +183,7 @@ class Trainer:
         local = p // self.num_processes
         mine = slice(self.process_index * local, (self.process_index + 1) * local)
         tasks, ds, seeds = tasks[mine], ds[mine], seeds[mine]
-        key = jax.random.fold_in(jax.random.fold_in(self.key, step), _ROLLOUT_SALT + round_)
+        key = stream_key(self.key, Stream.TRAIN_ROLLOUT, step, round_)
         return rollout(self.model, self.tenv, self.renderer, [s for s in seeds for _ in range(g)],
                        [TASK_NAMES[int(t)] for t in tasks for _ in range(g)],
                        [int(d) for d in ds for _ in range(g)], key, self.cfg.rollout,

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from ecomjax.core.keys import Stream, stream_seed, stream_seeds
 from ecomjax.models.qwen3 import Qwen3, token_logprobs
 from ecomjax.text.env import TextEnv
 from ecomjax.text.tokens import Conversation, Renderer, encode, pad_batch
@@ -92,11 +93,12 @@ def warm_start(model: Qwen3, tenv: TextEnv, renderer: Renderer, cfg: WarmStartCo
     convs: list[Conversation] = []
     for start in range(0, n, cfg.play_batch):
         idx = range(start, start + cfg.play_batch)
-        part, _ = oracle_conversations(tenv, renderer, [seed * 7919 + i for i in idx],
+        seeds = stream_seeds(Stream.WARMSTART_PROBLEM, seed, np.asarray(idx)).tolist()
+        part, _ = oracle_conversations(tenv, renderer, seeds,
                                        [env_ids[i % len(env_ids)] for i in idx],
                                        [difficulties[i % len(difficulties)] for i in idx], cfg.max_turns)
         convs += [_truncate(c, cfg.max_seq_len) for c in part]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(stream_seed(Stream.WARMSTART_ORDER, seed))
     order: list[int] = []
     losses = []
     for _ in range(cfg.steps):

@@ -20,6 +20,7 @@ import numpy as np
 
 from ecomjax import oracle
 from ecomjax.catalog.types import Vocab
+from ecomjax.core.keys import Stream, seed_keys, stream_key
 from ecomjax.env import INFO_KEYS, JOURNEY, EnvParams, ShopEnv
 from ecomjax.tasks.action import ASK, noop_action
 from ecomjax.tasks.difficulty import check_difficulty, episode_difficulty
@@ -39,7 +40,6 @@ DEFAULT_TOOL_RESULT_TOKENS = 512
 TRUNCATION_MARKER = " …[truncated]"
 POLICY = TASK["POLICY"]
 VERBATIM_POLICY_BELOW = 3               # SPEC §4: policy.search shows a POLICY answer verbatim only below d = 3
-_KEY_SALT, _ORACLE_SALT = 0x57E9, 0x0AC1
 
 
 @dataclass
@@ -160,9 +160,9 @@ class TextEnv:
                 raise ValueError(f"seed must be an integer >= 0, got {s!r}")
         ds = [check_difficulty(d) for d in difficulties]
         tasks = [self._task_id(e, int(s)) for e, s in zip(env_ids, seeds)]
-        base = jnp.stack([jax.random.key(int(s)) for s in seeds])
+        base = seed_keys([int(s) for s in seeds])
         reset_keys, self.keys = jax.vmap(jax.random.split)(base)[:, 0], jax.vmap(
-            lambda k: jax.random.fold_in(k, _KEY_SALT))(base)
+            lambda k: stream_key(k, Stream.TEXT_STEP))(base)
         self.states, ts = self._reset(reset_keys, jnp.asarray(ds, jnp.int32), jnp.asarray(tasks, jnp.int32))
         self.host_states = host_tree(self.states)
         self.host_info = host_tree(ts.info)
@@ -360,7 +360,7 @@ class TextEnv:
 
     def oracle_actions(self) -> list[str]:
         """The scripted oracle's next turn for every episode, as JSON (finished episodes: a no-op turn)."""
-        keys = jax.vmap(lambda k, t: jax.random.fold_in(jax.random.fold_in(k, _ORACLE_SALT), t))(
+        keys = jax.vmap(lambda k, t: stream_key(k, Stream.TEXT_ORACLE, t))(
             self.keys, jnp.asarray(self.host_states.turn))
         actions = host_tree(self._oracle(keys, self.states))
         out = []

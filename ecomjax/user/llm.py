@@ -47,6 +47,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
+from ecomjax.core.keys import Stream, stream_id, stream_key
 from ecomjax.tasks.episode import USER_ACTS
 from ecomjax.tasks.goal import PERSONAS, TASK_NAMES
 from ecomjax.text.chat import IM_END, IM_START, ChatFormat
@@ -61,9 +62,6 @@ DEFAULT_MAX_PROMPT_TOKENS = 1024
 MIN_ROWS = 8                             # smallest batch shape a call compiles (rows are padded to a power of 2)
 BUDGET_RATIO, BUDGET_SLACK = 2, 16       # row budget = ratio x template tokens + slack (capped at max_new_tokens)
 DEFAULT_SAMPLING = dict(temperature=0.7, top_p=0.95)
-_KEY_SALT = 0x11C0
-NOISE_STREAM = 7                         # `rng_for` stream of the typos added to an accepted paraphrase
-SEED_STREAM = 8                          # `rng_for` stream of a request's sampling seed
 _SEED_MASK = 0x7FFFFFFF
 # Qwen3 chat templates think unless told not to; an empty think block is how their template switches it off.
 THINK_OFF = "<think>\n\n</think>\n\n"
@@ -365,7 +363,7 @@ class LLMCustomer:
 
     def row_keys(self, seeds: list[int]) -> jax.Array:
         """[len(seeds)] sampling keys, one per row, from `self.seed` and each row's seed."""
-        base = jax.random.fold_in(jax.random.key(self.seed), _KEY_SALT)
+        base = stream_key(self.seed, Stream.CUSTOMER_LLM_SAMPLE)
         return jax.vmap(lambda s: jax.random.fold_in(base, s))(np.asarray(seeds, np.uint32))
 
     def generate(self, prompts: list[list[int]], budgets: list[int],
@@ -454,7 +452,7 @@ def customer_request(state: Any, template: str, catalog: Any, vocab: Any, asked_
         persona=PERSONAS[persona] if 0 <= persona < len(PERSONAS) else "balanced",
         goal=GOAL_TEXT.get(TASK_NAMES[task] if 0 <= task < len(TASK_NAMES) else "", "get help with a purchase"),
         act=act, template=template, facts=facts if text == template else None,
-        seed=int(rng_for(state.key, turn, SEED_STREAM).integers(_SEED_MASK)))
+        seed=int(rng_for(state.key, turn, stream_id(Stream.CUSTOMER_LLM_SEED)).integers(_SEED_MASK)))
 
 
 NOT_REQUESTED = {"requested": False, "used": False, "fallback": False, "reason": None}
@@ -486,13 +484,14 @@ def paraphrase_turns(llm: Paraphraser, turns: Sequence[tuple[int, dict, Any, int
 
 def with_noise(text: str, state: Any, facts: Sequence[str] | None) -> str:
     """An accepted paraphrase with the episode's R§8.2 typo rate, like the template it replaces: drawn from the
-    episode key and turn (stream NOISE_STREAM); facts, their "<noun> by <brand>" parts and anything with a digit,
+    episode key and turn (stream CUSTOMER_LLM_NOISE); facts, their "<noun> by <brand>" parts and anything with a digit,
     `_` or `$` are never touched, so the paraphrase stays valid."""
     p_noise = p_noise_at(int(state.d))
     if p_noise <= 0.0:
         return text
     protected = tuple(facts or ()) + tuple(p for f in facts or () for p in f.split(_FACT_PARTS))
-    return add_noise(text, p_noise, rng_for(state.key, int(state.turn), NOISE_STREAM), protected)
+    return add_noise(text, p_noise, rng_for(state.key, int(state.turn), stream_id(Stream.CUSTOMER_LLM_NOISE)),
+                     protected)
 
 
 __all__ = [

@@ -1,0 +1,1 @@
+"""Definitions every layer shares: the named random streams (`keys`)."""
