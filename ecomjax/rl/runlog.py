@@ -1,14 +1,19 @@
 """Run metrics: one JSON object per step in `OUT/metrics.jsonl` (flushed every step, trimmed to the
-checkpoint's step on resume so no step appears twice), TensorBoard event files in `OUT/tb/`, and PNG plots
-of reward and curriculum windows at the end."""
+checkpoint's step on resume so no step appears twice), TensorBoard event files in `OUT/tb/` when the optional
+tensorboardX is installed (the `tb` extra), and PNG plots of reward and curriculum windows at the end."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import warnings
 from pathlib import Path
+from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tb"
+TENSORBOARD_PACKAGE, TENSORBOARD_EXTRA = "tensorboardX", "tb"
 
 
 class RunLog:
@@ -21,11 +26,7 @@ class RunLog:
         self.rows = [r for r in read_metrics(self.path) if resume_step is not None and r["step"] < resume_step]
         with self.path.open("w") as f:
             f.writelines(json.dumps(r) + "\n" for r in self.rows)
-        self.writer = None
-        if tensorboard:
-            from tensorboardX import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.out / "tb"), purge_step=resume_step)
+        self.writer = summary_writer(self.out / TENSORBOARD_DIR, resume_step) if tensorboard else None
 
     def write(self, metrics: dict) -> None:
         row = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
@@ -41,6 +42,25 @@ class RunLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def summary_writer(logdir: Path, purge_step: int | None) -> Any | None:
+    """A tensorboardX `SummaryWriter` on `logdir`, or None when tensorboardX cannot be imported (warned once
+    per process: the run goes on with metrics.jsonl only)."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as err:
+        _warn_no_tensorboard(str(err))
+        return None
+    return SummaryWriter(str(logdir), purge_step=purge_step)
+
+
+@functools.cache
+def _warn_no_tensorboard(reason: str) -> None:
+    warnings.warn(f"{TENSORBOARD_PACKAGE} is not installed ({reason}): no TensorBoard event files are written; "
+                  f"metrics.jsonl and the plots are. Install the optional extra with "
+                  f"`pip install 'ecomjax[{TENSORBOARD_EXTRA}]'` (or `pip install {TENSORBOARD_PACKAGE}`), or pass "
+                  f"--no-tensorboard to train without it.", RuntimeWarning, stacklevel=4)
 
 
 def read_metrics(path: str | Path) -> list[dict]:
