@@ -188,7 +188,7 @@ def _resolve_catalog(args: argparse.Namespace, checkpoint_dir: str | None) -> No
 
         try:
             trained = read_meta(find_manager(checkpoint_dir)) or {}
-        except FileNotFoundError as err:
+        except (FileNotFoundError, ValueError) as err:
             raise SystemExit(f"--policy checkpoint:{checkpoint_dir}: {err}") from None
     same = args.catalog is None or args.catalog == trained.get("catalog")
     args.catalog = args.catalog or trained.get("catalog", DEFAULT_CATALOG)
@@ -209,17 +209,16 @@ def model_runner(path: str, env, params, vocab, args):
     """`run(keys, d, task, trial) -> (final states' tool-call counts, infos)` for a trained checkpoint: the
     model plays the episodes through the text protocol (TextEnv) with its training rollout limits."""
     from ecomjax.models.qwen3 import GREEDY, SamplingParams
-    from ecomjax.rl.checkpoint import load_policy
+    from ecomjax.rl.checkpoint import find_manager, load_policy, saved_tokenizer
     from ecomjax.rl.rollout import RolloutConfig, rollout
-    from ecomjax.text import TextEnv, load_tokenizer
+    from ecomjax.text import TextEnv
     from ecomjax.text.tokens import Renderer
 
     try:
         model, meta = load_policy(path)
-    except FileNotFoundError as err:
+        tokenizer = saved_tokenizer(find_manager(path), meta)
+    except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"--policy checkpoint:{path}: {err}") from None
-    name = meta.get("tokenizer", "builtin")
-    tokenizer = load_tokenizer(None if name == "builtin" else name)
     text = meta.get("text", {})                              # absent in checkpoints older than the field
     tenv = TextEnv(env, params, vocab, tokenizer, customer_llm=customer_llm(args.user_model_path), **text)
     limits = meta["train_config"]["rollout"]

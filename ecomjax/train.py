@@ -19,10 +19,10 @@ from ecomjax.curriculum import VARIANTS, CurriculumConfig, collection_tasks
 from ecomjax.rl.losses import KL_ESTIMATORS, LOSS_TYPES, SCALE_REWARDS, LossConfig
 from ecomjax.tasks.goal import TASK, TASK_NAMES
 from ecomjax.text.prompt import PROMPT_STYLES
+from ecomjax.text.tokenizer import BUILTIN_TOKENIZER
 
 DEFAULT_OUT = "runs/train"
 DEFAULT_TASKS = "STATUS"
-BUILTIN_TOKENIZER = "builtin"
 LOG_EVERY_SFT = 50                  # warm-start lines when the output is not a terminal
 TINY_HEADS = {"num_heads": 4, "num_kv_heads": 2}
 
@@ -285,7 +285,10 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     trainer = build(args)
     ckpt = checkpoint.manager(out / "checkpoints")
-    meta = checkpoint.restore(ckpt, trainer) if args.resume else None
+    try:
+        meta = checkpoint.restore(ckpt, trainer) if args.resume else None
+    except ValueError as err:
+        raise SystemExit(f"--resume: {err}") from None
     if meta is None and ckpt.latest_step() is not None:
         raise SystemExit(f"--out {str(out)!r} already holds checkpoints; pass --resume or another --out")
     log = RunLog(out if lead else out / f"process_{distributed.process()[0]}",

@@ -4,6 +4,7 @@ import json
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
@@ -16,6 +17,7 @@ from ecomjax.rl.trainer import TrainConfig, Trainer
 from ecomjax.rl.warmstart import WarmStartConfig, oracle_conversations, warm_start
 from ecomjax.tasks.goal import TASK
 from ecomjax.text import TextEnv
+from ecomjax.text.tokenizer import BUILTIN_TOKENIZER, builtin_tokenizer, load_tokenizer, tokenizer_sha256
 from ecomjax.text.tokens import Renderer
 
 ROLLOUT = RolloutConfig(max_new_tokens=12, max_seq_len=1536, length_bucket=512,
@@ -109,6 +111,94 @@ def test_resumed_run_equals_the_uninterrupted_run(tenv, tmp_path):
 
 def cur_dict(trainer):
     return json.dumps(ecomjax.curriculum.to_dict(trainer.curriculum), sort_keys=True)
+
+
+def chatml_word_tokenizer(name="tiny-chatml"):
+    """A small ChatML tokenizer other than the built-in one."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["[UNK]", "<|im_start|>", "<|im_end|>", "hello"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", name_or_path=name,
+                                   additional_special_tokens=words[1:3])
+
+
+def saved(tenv, directory, extra=None):
+    """The manager of a checkpoint of a fresh tiny trainer written to `directory` (this version's format)."""
+    mgr = checkpoint.manager(directory)
+    checkpoint.save(mgr, Trainer(tiny_model(tenv), tenv, CFG), extra=extra)
+    mgr.wait_until_finished()
+    return mgr
+
+
+def test_checkpoint_holds_its_tokenizer_and_format_version(tenv, tmp_path, monkeypatch):
+    mgr = saved(tenv, tmp_path / "ckpt")
+    meta = checkpoint.read_meta(mgr)
+    assert meta["format_version"] == checkpoint.CHECKPOINT_FORMAT and meta["tokenizer"] == BUILTIN_TOKENIZER
+    assert meta["tokenizer_sha256"] == tokenizer_sha256(builtin_tokenizer())
+    files = tmp_path / "ckpt" / "0" / checkpoint.TOKENIZER_ITEM
+    assert (files / "tokenizer.json").is_file() and (files / "tokenizer_config.json").is_file()
+    assert tokenizer_sha256(load_tokenizer(files)) == meta["tokenizer_sha256"]
+    assert checkpoint.saved_tokenizer(mgr, meta) is builtin_tokenizer()
+
+    other = chatml_word_tokenizer()
+    monkeypatch.setattr(tenv, "tokenizer", other)
+    mgr = saved(tenv, tmp_path / "other")
+    meta = checkpoint.read_meta(mgr)
+    loaded = checkpoint.saved_tokenizer(mgr, meta)
+    assert loaded.name_or_path == "tiny-chatml" and tokenizer_sha256(loaded) == tokenizer_sha256(other)
+    assert loaded("hello there")["input_ids"] == other("hello there")["input_ids"]
+
+
+def write_format_1(tenv, directory):
+    """A checkpoint as ecomjax wrote it before format 2: arrays and meta, the tokenizer only by name."""
+    trainer = Trainer(tiny_model(tenv), tenv, CFG)
+    mgr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False),
+                                item_names=("state", "meta"))
+    arrays = {"params": nnx.to_pure_dict(nnx.state(trainer.model, nnx.Param)),
+              "opt": nnx.to_pure_dict(nnx.state(trainer.optimizer, nnx.optimizer.OptState))}
+    mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(
+        {**trainer.state_dict(), "tokenizer": BUILTIN_TOKENIZER})))
+    mgr.wait_until_finished()
+
+
+def test_old_checkpoint_loads_with_the_frozen_tokenizer_and_a_warning(tenv, tmp_path):
+    write_format_1(tenv, tmp_path / "old")
+    mgr = checkpoint.manager(tmp_path / "old")
+    meta = checkpoint.read_meta(mgr)
+    with pytest.warns(UserWarning, match="token ids may differ if ecomjax's templates changed"):
+        assert checkpoint.saved_tokenizer(mgr, meta) is builtin_tokenizer()
+    with pytest.warns(UserWarning, match="token ids may differ"):
+        assert checkpoint.restore(mgr, Trainer(tiny_model(tenv, seed=5), tenv, CFG))["step"] == 0
+
+
+def test_evaluate_plays_a_checkpoint_with_the_tokenizer_it_saved(tenv, tmp_path, status_env):
+    from ecomjax import evaluate
+
+    saved(tenv, tmp_path / "run" / "checkpoints")
+    write_format_1(tenv, tmp_path / "old" / "checkpoints")
+    saved(tenv, tmp_path / "future" / "checkpoints", extra={"format_version": checkpoint.CHECKPOINT_FORMAT + 1})
+
+    def runner(run):
+        args = evaluate.parse_args(["--policy", f"checkpoint:{tmp_path / run}", "--tasks", "STATUS"])
+        return evaluate.model_runner(str(tmp_path / run), *status_env, tenv.vocab, args)
+
+    assert runner("run").text_env.tokenizer is builtin_tokenizer()
+    with pytest.warns(UserWarning, match="token ids may differ"):
+        assert runner("old").text_env.tokenizer is builtin_tokenizer()
+    with pytest.raises(SystemExit, match="reads formats up to"):
+        runner("future")
+
+
+def test_checkpoint_of_another_tokenizer_is_refused_naming_both(tenv, tmp_path, monkeypatch):
+    saved(tenv, tmp_path / "ckpt")
+    write_format_1(tenv, tmp_path / "old")
+    monkeypatch.setattr(tenv, "tokenizer", chatml_word_tokenizer())
+    for directory in ("ckpt", "old"):
+        with pytest.raises(ValueError, match="tokenizer 'builtin'.*this run's tokenizer is 'tiny-chatml'"):
+            checkpoint.restore(checkpoint.manager(tmp_path / directory), Trainer(tiny_model(tenv), tenv, CFG))
 
 
 def test_update_sharded_over_8_devices_equals_one_device(tenv, cpu_devices):

@@ -2,6 +2,7 @@
 and conversation tokens."""
 
 import functools
+import hashlib
 import json
 import re
 
@@ -19,7 +20,9 @@ from ecomjax.text.chat import ChatFormat
 from ecomjax.text.parse import ANSWER_TOOL, ParsedTurn, parse_turn
 from ecomjax.text.prompt import system_prompt
 from ecomjax.text.results import host_tree
-from ecomjax.text.tokenizer import builtin_tokenizer, load_tokenizer, save_builtin
+from ecomjax.text import tokenizer as tokenizer_module
+from ecomjax.text.tokenizer import (BUILTIN_FILE, BUILTIN_TOKENIZER, builtin_tokenizer, load_tokenizer, save_builtin,
+                                    tokenizer_sha256)
 from ecomjax.text.tokens import Conversation, Renderer, pad_batch
 from ecomjax.user.text import detect_ask
 from ecomjax.world.errors import ToolError
@@ -28,6 +31,8 @@ from ecomjax.world.tools import TOOL_ARGS, TOOL_INDEX, TOOL_NAMES
 
 CAP = Capacities()
 TEMPLATE = host_tree(noop_action(CAP))
+BUILTIN_FILE_SHA256 = "8fd144d6b8afdb2a1d796b8b23c3534e8e0d9ad86a81f3ca6996ddfc469ae44e"
+FROZEN_CORPUS_SHA256 = "2c47cc34eaed33392e4dd24f57aaeb7966fb19c7becc2d835f55bd79f71cd725"   # corpus() at the freeze
 
 
 @pytest.fixture(scope="session")
@@ -55,16 +60,41 @@ def test_builtin_tokenizer_round_trips_any_text(tok, text):
     assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
 
 
-def test_builtin_tokenizer_is_deterministic_and_loads_through_transformers(tok, tmp_path):
+def test_builtin_tokenizer_is_read_from_its_file_and_loads_through_transformers(tok, tmp_path, monkeypatch):
+    from transformers import PreTrainedTokenizerFast
+
+    def no_training(*args):
+        raise AssertionError("the built-in tokenizer was trained at run time")
+
+    monkeypatch.setattr(tokenizer_module, "corpus", no_training)
     again = builtin_tokenizer.__wrapped__()
     assert again.backend_tokenizer.to_str() == tok.backend_tokenizer.to_str()
+    wrapped, shipped = json.loads(tok.backend_tokenizer.to_str()), json.loads(BUILTIN_FILE.read_text())
+    for part in ("model", "added_tokens", "pre_tokenizer", "decoder"):
+        assert wrapped[part] == shipped[part], part
+    assert tok.name_or_path == BUILTIN_TOKENIZER
     save_builtin(tmp_path / "tok")
     loaded = load_tokenizer(tmp_path / "tok")
     text = '{"assistant_message":"Here are my picks: syn_0000012."}'
     assert loaded(text)["input_ids"] == tok(text)["input_ids"]
-    from transformers import PreTrainedTokenizerFast
-
+    assert tokenizer_sha256(loaded) == tokenizer_sha256(tok)
     assert isinstance(loaded, PreTrainedTokenizerFast)
+
+
+def test_builtin_tokenizer_file_is_pinned():
+    """Changing the shipped file changes the token ids every built-in checkpoint was trained with: do it only
+    on purpose (`write_builtin_file`), then update this hash and say so in the changelog."""
+    assert hashlib.sha256(BUILTIN_FILE.read_bytes()).hexdigest() == BUILTIN_FILE_SHA256
+
+
+@pytest.mark.slow
+def test_builtin_tokenizer_file_is_the_training_of_its_corpus(tmp_path):
+    """The shipped file is what `write_builtin_file` trains from the corpus it was frozen from (today's ids at
+    the freeze). A corpus edited since (a template or prompt change) does not change the shipped ids."""
+    text = tokenizer_module.corpus()
+    if hashlib.sha256("\x00".join(text).encode("utf-8")).hexdigest() != FROZEN_CORPUS_SHA256:
+        pytest.skip("the corpus changed since the built-in tokenizer was frozen; the shipped file keeps its ids")
+    assert tokenizer_module.write_builtin_file(tmp_path / "fresh.json").read_bytes() == BUILTIN_FILE.read_bytes()
 
 
 def test_chat_format_equals_the_chat_template(tok):

@@ -7,6 +7,7 @@ import pytest
 
 from ecomjax import evaluate, train
 from ecomjax.rl.runlog import read_metrics
+from ecomjax.text.tokenizer import builtin_tokenizer
 
 TINY = ["--tasks", "STATUS", "--num-envs", "8", "--group-size", "4", "--hidden-size", "16", "--max-new-tokens", "12",
         "--max-seq-len", "1536", "--tool-result-tokens", "48", "--warm-start-episodes", "8", "--warm-start-steps", "2",
@@ -26,6 +27,7 @@ def test_train_writes_metrics_checkpoints_and_plots_and_resumes(tmp_path):
     assert summary["heldout_before"]["episodes"] == 8 and -1 <= summary["heldout_after"]["reward"] <= 1
     assert (out / "reward.png").stat().st_size > 0 and (out / "curriculum.png").stat().st_size > 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["1", "2"]
+    assert (out / "checkpoints" / "2" / "tokenizer" / "tokenizer.json").is_file()
     with pytest.raises(SystemExit, match="already holds checkpoints"):
         train.main(TINY + ["--steps", "3", "--out", str(out)])
     train.main(TINY + ["--steps", "3", "--out", str(out), "--resume"])
@@ -43,6 +45,7 @@ def test_train_writes_metrics_checkpoints_and_plots_and_resumes(tmp_path):
     env, params = evaluate.make("C8", catalog=catalog)
     text_env = evaluate.model_runner(str(out), env, params, vocab, args).text_env
     assert (text_env.prompt_style, text_env.tool_result_tokens) == ("minimal", 48)   # the protocol it trained on
+    assert text_env.tokenizer is builtin_tokenizer()                                # the tokenizer it saved
 
 
 @pytest.mark.parametrize("flags, fragment", [

@@ -1,22 +1,33 @@
-"""Tokenizers: the built-in one ecomjax trains itself, and any local Hugging Face tokenizer directory.
+"""Tokenizers: the built-in one ecomjax ships, and any local Hugging Face tokenizer directory.
 
 The built-in tokenizer is a byte-level BPE (`tokenizers`), one token per digit (ids, prices and dates are
 copied digit by digit, which small models learn far more easily), trained on ecomjax's own text: the system
 prompts, the customer templates, the policy KB, the names and titles of a small synthetic catalog and the
-JSON the protocol uses. Byte-level means every string encodes; training on a fixed corpus in a fixed
-order makes it the same on every machine. It is wrapped as a `transformers.PreTrainedTokenizerFast` with a
-ChatML chat template (system, user, assistant and tool roles), the format Qwen3 tokenizers use too.
-Nothing is downloaded: a real tokenizer is read from a local directory with `local_files_only`.
+JSON the protocol uses. Byte-level means every string encodes. It is wrapped as a
+`transformers.PreTrainedTokenizerFast` with a ChatML chat template (system, user, assistant and tool roles),
+the format Qwen3 tokenizers use too.
+
+The built-in tokenizer is frozen: it ships as `BUILTIN_FILE` (the `tokenizers` JSON) and is read from that
+file, never trained at run time, so editing a template or prompt does not change the token ids a saved
+policy expects. `write_builtin_file()` trains it from today's text and rewrites the file; run it only to
+change the token ids on purpose (then update the pinned hash in tests/test_text.py and say so in the
+changelog: checkpoints keep the tokenizer they were trained with). Nothing is downloaded: a real tokenizer
+is read from a local directory with `local_files_only`.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 from ecomjax.text.chat import IM_END, IM_START, chat_template
 
 BUILTIN_VOCAB_SIZE = 2048
+BUILTIN_TOKENIZER = "builtin"       # the name runs and checkpoints give the built-in tokenizer
+BUILTIN_FILE = Path(__file__).parent / "data" / "builtin_tokenizer.json"
 EOS = "<|endoftext|>"
 SPECIAL_TOKENS: tuple[str, ...] = (EOS, IM_START, IM_END, "<tool_call>", "</tool_call>", "<think>", "</think>")
 TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
@@ -89,11 +100,10 @@ def corpus() -> list[str]:
     return texts
 
 
-@functools.lru_cache(maxsize=4)
-def builtin_tokenizer(vocab_size: int = BUILTIN_VOCAB_SIZE):
-    """The built-in tokenizer as a `PreTrainedTokenizerFast` (built in about a second, cached)."""
+def train_builtin(vocab_size: int = BUILTIN_VOCAB_SIZE):
+    """The built-in tokenizer trained from today's `corpus()`, as a `tokenizers.Tokenizer` (deterministic:
+    a fixed corpus in a fixed order gives the same tokenizer on every machine)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
@@ -102,10 +112,38 @@ def builtin_tokenizer(vocab_size: int = BUILTIN_VOCAB_SIZE):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus(), trainer=trainer)
+    return tok
+
+
+def write_builtin_file(path: str | Path = BUILTIN_FILE) -> Path:
+    """Train the built-in tokenizer and write it as `tokenizers` JSON: with the default path this replaces
+    the shipped file and so changes the built-in token ids (see the module docstring)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(train_builtin().to_str(pretty=True) + "\n", encoding="utf-8")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_tokenizer():
+    """The built-in tokenizer as a `PreTrainedTokenizerFast`, read from `BUILTIN_FILE` (cached)."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token=IM_END, pad_token=EOS, bos_token=None, unk_token=None,
+        tokenizer_object=Tokenizer.from_file(str(BUILTIN_FILE)), name_or_path=BUILTIN_TOKENIZER, eos_token=IM_END,
+        pad_token=EOS, bos_token=None, unk_token=None,
         additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in (EOS, IM_END)],
         chat_template=chat_template(), model_max_length=1 << 20, clean_up_tokenization_spaces=False)
+
+
+def tokenizer_sha256(tokenizer: Any) -> str:
+    """SHA-256 of what decides a tokenizer's token ids (its `tokenizers` JSON without the padding and
+    truncation settings): equal for the same tokenizer however it was saved and loaded."""
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    spec.pop("padding", None)
+    spec.pop("truncation", None)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def save_builtin(path: str | Path) -> Path:
