@@ -53,3 +53,6 @@ def act_batch(keys: jax.Array, states: EpisodeState, params: EnvParams) -> Actio
     default = jax.vmap(lambda _: noop_action(wp.cap))(keys)
     actions = dispatch_batch(tasks, params.base_tasks, oracle_of, (keys, states, i), default)
     return jax.vmap(lambda s, ii, w, a: _finish(s, ii, w, a, params))(states, i, waiting, actions)
+
+
+act.batch = act_batch          # the batch form rollouts use (ecomjax.testing.rollout.run_batch)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ecomjax.catalog.history import history_arrays, history_from_arrays
-from ecomjax.catalog.types import Catalog, Vocab
+from ecomjax.catalog.types import DERIVED_FIELDS, Catalog, Vocab, leaf_tables
 
 FORMAT, VERSION = "ecomjax-catalog", 1
 _TEXT_PREFIX = "text."
@@ -32,7 +32,7 @@ OPTIONAL_VOCAB_KEYS = ("options", "history")
 
 def _array_fields() -> list[str]:
     """Catalog fields stored as arrays under their own names (the optional history is stored apart)."""
-    return [f.name for f in dataclasses.fields(Catalog) if f.name != HISTORY_FIELD]
+    return [f.name for f in dataclasses.fields(Catalog) if f.name != HISTORY_FIELD and f.name not in DERIVED_FIELDS]
 
 
 def catalog_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
@@ -87,7 +87,10 @@ def load(path: str | Path) -> tuple[Catalog, Vocab]:
         raise ValueError(f"{path / 'arrays.npz'}: missing arrays {missing}")
     stored = {k[len(_HISTORY_PREFIX):]: v for k, v in arrays.items() if k.startswith(_HISTORY_PREFIX)}
     history = history_from_arrays(stored) if stored else None
-    catalog = Catalog(**{n: jnp.asarray(arrays[n]) for n in names}, history=history)
+    tables = leaf_tables(arrays["price_cents"], arrays["category"], arrays["stock"], arrays["denied"],
+                         arrays["category_parent"].shape[0])
+    catalog = Catalog(**{n: jnp.asarray(arrays[n]) for n in names}, **{k: jnp.asarray(v) for k, v in tables.items()},
+                      history=history)
     vocab = Vocab(categories=meta["categories"], brands=meta["brands"], stores=meta["stores"],
                   attr_values=meta["attr_values"], source=meta["source"], num_products=meta["num_products"],
                   **{k: meta[k] for k in OPTIONAL_VOCAB_KEYS if k in meta})

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
@@ -43,6 +44,9 @@ class Catalog:
     range_values: jnp.ndarray     # [P, R] float32 range-filter fields (price in dollars)
     cat_start: jnp.ndarray        # [C + 1] int32 offsets of each category node into cat_members
     cat_members: jnp.ndarray      # [P] int32 products sorted by leaf category
+    leaf_by_price: jnp.ndarray    # [P + W] int32 products sorted by (leaf, price, id), -1 padding (leaf_members)
+    leaf_slots: jnp.ndarray       # [W] int32 0..W-1, W = the largest leaf's size (a static width for jit)
+    leaf_available: jnp.ndarray   # [C] int32 products per leaf in stock in the catalog and not denied
     category_parent: jnp.ndarray  # [C] int32 parent node, -1 for top level
     category_level: jnp.ndarray   # [C] int32 0 top, 1 mid, 2 leaf
     return_window: jnp.ndarray    # [C] int32 return window days by the node's top category
@@ -62,6 +66,32 @@ class Catalog:
     @property
     def emb_dim(self) -> int:
         return self.emb.shape[1]
+
+
+DERIVED_FIELDS = ("leaf_by_price", "leaf_slots", "leaf_available")   # rebuilt from the other arrays on load
+
+
+def leaf_tables(price_cents, leaf, stock, denied, num_categories: int) -> dict[str, np.ndarray]:
+    """Per-catalog tables that let a generator read one leaf category's products instead of scanning the
+    whole catalog: `leaf_by_price`, `leaf_slots` and `leaf_available` (see `Catalog`)."""
+    price_cents, leaf = np.asarray(price_cents, np.int64), np.asarray(leaf, np.int64)
+    order = np.lexsort((np.arange(leaf.shape[0]), price_cents, leaf)).astype(np.int32)
+    width = max(1, int(np.bincount(leaf, minlength=num_categories).max(initial=0)))
+    available = (np.asarray(stock) > 0) & ~np.asarray(denied, bool)
+    return dict(
+        leaf_by_price=np.concatenate([order, np.full((width,), -1, np.int32)]),
+        leaf_slots=np.arange(width, dtype=np.int32),
+        leaf_available=np.bincount(leaf, weights=available, minlength=num_categories).astype(np.int32),
+    )
+
+
+def leaf_members(catalog: Catalog, leaf: jnp.ndarray) -> jnp.ndarray:
+    """The products of leaf category `leaf`, cheapest first (ties by id), -1 beyond the leaf's size.
+    # [W] int32"""
+    start = catalog.cat_start[leaf]
+    size = catalog.cat_start[leaf + 1] - start
+    ids = jax.lax.dynamic_slice(catalog.leaf_by_price, (start,), catalog.leaf_slots.shape)
+    return jnp.where(catalog.leaf_slots < size, ids, -1)
 
 
 @dataclass
@@ -199,6 +229,7 @@ def assemble(
         var_key=np.asarray(var_key, np.int32), var_value=np.asarray(var_value, np.int32),
         var_price_delta=np.asarray(var_price_delta, np.int32), var_stock=np.asarray(var_stock, np.int32),
         range_values=range_values.astype(np.float32), cat_start=cat_start, cat_members=order,
+        **leaf_tables(price_cents, leaf, stock, node_denied[leaf], num_cats),
         category_parent=category_parent, category_level=np.asarray(category_level, np.int32),
         return_window=return_window, category_tokens=_name_tokens(categories),
         brand_tokens=_name_tokens(brands), value_tokens=value_tokens,

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ecomjax.catalog.retrieval import filter_mask
-from ecomjax.catalog.types import Catalog
+from ecomjax.catalog.retrieval import products_match
+from ecomjax.catalog.types import Catalog, leaf_members
 from ecomjax.tasks import constraints as C
 from ecomjax.tasks.difficulty import Difficulty
 from ecomjax.tasks.goal import MAX_REC, PERSONA_WEIGHTS, POOL, IntentGoal
@@ -43,36 +43,43 @@ def draw_constraints(key: jax.Array, catalog: Catalog, anchor: jnp.ndarray, m: j
     return keys, ops, value.astype(jnp.float32), mask
 
 
-def _pool_mask(catalog: Catalog, c_key, c_op, c_value, c_mask) -> jnp.ndarray:
+def constraint_leaf(c_key, c_value, c_mask) -> jnp.ndarray:
+    """The leaf category a constraint set names (every PD/SUB/replacement set holds one). # [] int32"""
+    is_cat = c_mask & (c_key == CAT)                                 # masked-out slots may repeat the key
+    return jnp.clip(jnp.sum(jnp.where(is_cat, c_value, 0.0)).astype(jnp.int32), 0)
+
+
+def leaf_matches(catalog: Catalog, c_key, c_op, c_value, c_mask) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The products of the constraints' leaf category, cheapest first, and which of them pass every
+    constraint: every product that passes is among them, so this equals a catalog-wide filter at the
+    cost of one leaf. Returns (ids [W] (-1 pads), mask [W] bool)."""
+    ids = leaf_members(catalog, constraint_leaf(c_key, c_value, c_mask))
     f = C.to_filters(c_key, c_op, c_value, c_mask)
-    return filter_mask(catalog, jax.tree.map(lambda x: x[None], f))[0]                # [P]
+    return ids, products_match(catalog, ids[None], jax.tree.map(lambda x: x[None], f))[0]
 
 
 def tighten_price(catalog: Catalog, c_key, c_op, c_value, c_mask) -> jnp.ndarray:
     """Lower the price bound (constraint 0) so at most POOL products pass every filter; the cheapest
     in-stock match always stays. Returns the new c_value."""
-    mask = _pool_mask(catalog, c_key, c_op, c_value, c_mask)
-    # XLA:CPU's top_k is ~40x slower on int32 than on float32: select in float32 (exact below 2**24 cents),
-    # then read the chosen products' exact integer prices.
-    order_key = jnp.where(mask, catalog.price_cents.astype(jnp.float32), jnp.inf)
-    _, cheapest_ids = jax.lax.top_k(-order_key, POOL)                                # [POOL]
-    cents = jnp.where(mask, catalog.price_cents, jnp.iinfo(jnp.int32).max)
-    smallest = jnp.sort(cents[cheapest_ids])                                          # ascending [POOL]
-    in_stock = jnp.where(mask & (catalog.stock > 0), catalog.price_cents, jnp.iinfo(jnp.int32).max)
-    cheapest_in_stock = jnp.min(in_stock)
-    bound = jnp.maximum(smallest[POOL - 1], cheapest_in_stock)
+    ids, mask = leaf_matches(catalog, c_key, c_op, c_value, c_mask)                  # cheapest first
+    safe = jnp.clip(ids, 0)
+    cents = catalog.price_cents[safe]
+    pool_max = jnp.max(jnp.where(mask & (jnp.cumsum(mask) <= POOL), cents, 0))        # POOL-th cheapest match
+    cheapest_in_stock = jnp.min(jnp.where(mask & (catalog.stock[safe] > 0), cents, jnp.iinfo(jnp.int32).max))
+    bound = jnp.maximum(pool_max, cheapest_in_stock)
     tight = jnp.sum(mask) > POOL
-    dollars = jnp.max(jnp.where(mask & (catalog.price_cents <= bound), catalog.range_values[:, 0], -jnp.inf))
+    dollars = jnp.max(jnp.where(mask & (cents <= bound), catalog.range_values[safe, 0], -jnp.inf))
     new_price = jnp.where(tight, dollars, c_value[0])                 # the catalog's own float: exact filter
     return c_value.at[0].set(jnp.minimum(new_price, c_value[0]))
 
 
 def pool_members(catalog: Catalog, c_key, c_op, c_value, c_mask) -> jnp.ndarray:
     """Up to POOL products passing every constraint filter, by id. # [POOL] int32 (-1 pads)"""
-    mask = _pool_mask(catalog, c_key, c_op, c_value, c_mask)
-    score = jnp.where(mask, -jnp.arange(catalog.num_products, dtype=jnp.float32), -jnp.inf)
-    top, ids = jax.lax.top_k(score, POOL)
-    return jnp.where(top > -jnp.inf, ids, -1).astype(jnp.int32)
+    ids, mask = leaf_matches(catalog, c_key, c_op, c_value, c_mask)
+    width = min(POOL, ids.shape[0])
+    top, pos = jax.lax.top_k(jnp.where(mask, -ids.astype(jnp.float32), -jnp.inf), width)
+    members = jnp.where(top > -jnp.inf, ids[pos], -1).astype(jnp.int32)
+    return jnp.full((POOL,), -1, jnp.int32).at[:width].set(members)
 
 
 def make_distractors_oos(key: jax.Array, world: World, catalog: Catalog, members: jnp.ndarray,
@@ -114,25 +121,47 @@ def utility(catalog: Catalog, goal: IntentGoal, products: jnp.ndarray, sim_ancho
     return phi @ jnp.asarray(PERSONA_WEIGHTS)[goal.persona]
 
 
-def relevance(wp: WorldParams, world: World, goal: IntentGoal, products: jnp.ndarray, lambda_sim,
-              sim_anchor: bool) -> jnp.ndarray:
-    """rel(p): 0 unless p is feasible, available and not the SUB original; else the blended utility."""
-    catalog = wp.catalog
-    feasible = C.feasible(catalog, products, goal.c_key, goal.c_op, goal.c_value, goal.c_mask)
-    ok = feasible & available(world, catalog, products)
-    if sim_anchor:
-        ok &= products != goal.anchor
+def priority_key(catalog: Catalog, goal: IntentGoal, products: jnp.ndarray, lambda_sim, sim_anchor: bool):
+    """What the customer's stated priority ranks by, larger is better: budget → lower price, quality →
+    higher rating, speed → fewer shipping days; balanced → the all-round utility (PD), blended with
+    similarity to the original by λ_sim (SUB). products [K] -> [K] float32."""
+    ps = jnp.clip(products, 0, catalog.num_products - 1)
     u = utility(catalog, goal, products, sim_anchor)
     if sim_anchor:
-        ps = jnp.clip(products, 0, catalog.num_products - 1)
         anchor = jnp.clip(goal.anchor, 0, catalog.num_products - 1)
         cos = (catalog.emb[ps] @ catalog.emb[anchor]) * catalog.emb_scale[ps] * catalog.emb_scale[anchor]
         u = lambda_sim * (cos + 1.0) / 2.0 + (1.0 - lambda_sim) * u
-    return jnp.where(ok, u, 0.0)
+    keys = jnp.stack([-catalog.price_cents[ps].astype(jnp.float32), catalog.rating[ps],
+                      -catalog.ship_days[ps].astype(jnp.float32), u])                 # [len(PERSONAS), K]
+    return keys[jnp.clip(goal.persona, 0, keys.shape[0] - 1)]
 
 
-def finish_pool(wp: WorldParams, world: World, goal: IntentGoal, lambda_sim, sim_anchor: bool) -> IntentGoal:
-    """Evaluation pool (feasible + available), price range, utilities and IDCG of the best k_rec."""
+def priority_gain(key: jnp.ndarray, members: jnp.ndarray, d) -> jnp.ndarray:
+    """Relevance of each pool member: 2^−r with r its dense rank by `key` among the members (0 = best; equal
+    keys share a rank), so a list that ignores the stated priority loses most of its nDCG; 1 for every
+    member at d = 0 (any feasible, in-stock product is right). key, members [POOL] -> [POOL] float32."""
+    ok = members >= 0
+    pos = jnp.arange(members.shape[0])
+    first = ok & ~jnp.any((key[None, :] == key[:, None]) & ok[None, :] & (pos[None, :] < pos[:, None]), axis=1)
+    rank = jnp.sum(first[None, :] & (key[None, :] > key[:, None]), axis=1)
+    gain = jnp.where(d >= 1, jnp.exp2(-rank.astype(jnp.float32)), 1.0)
+    return jnp.where(ok, gain, 0.0)
+
+
+def relevance(wp: WorldParams, world: World, goal: IntentGoal, products: jnp.ndarray, sim_anchor: bool) -> jnp.ndarray:
+    """rel(p): the pool's `priority_gain` of p while p is feasible, available and not the SUB original; else 0.
+    products [K] -> [K]."""
+    catalog = wp.catalog
+    feasible = C.feasible(catalog, products, goal.c_key, goal.c_op, goal.c_value, goal.c_mask)
+    ok = feasible & available(world, catalog, products) & (products >= 0)
+    if sim_anchor:
+        ok &= products != goal.anchor
+    gain = jnp.sum(jnp.where(products[:, None] == goal.pool[None, :], goal.pool_util[None, :], 0.0), axis=1)
+    return jnp.where(ok, gain, 0.0)
+
+
+def finish_pool(wp: WorldParams, world: World, goal: IntentGoal, diff: Difficulty, sim_anchor: bool) -> IntentGoal:
+    """Evaluation pool (feasible + available), price range, priority gains and IDCG of the best k_rec."""
     catalog = wp.catalog
     members = pool_members(catalog, goal.c_key, goal.c_op, goal.c_value, goal.c_mask)
     ok = available(world, catalog, members) & (members >= 0)
@@ -143,7 +172,8 @@ def finish_pool(wp: WorldParams, world: World, goal: IntentGoal, lambda_sim, sim
     lo = jnp.min(jnp.where(ok, cents, jnp.iinfo(jnp.int32).max)).astype(jnp.float32)
     hi = jnp.max(jnp.where(ok, cents, 0)).astype(jnp.float32)
     goal = goal.replace(pool=members, price_lo=jnp.where(jnp.any(ok), lo, 0.0), price_hi=jnp.where(jnp.any(ok), hi, 1.0))
-    util = jnp.where(ok, relevance(wp, world, goal, members, lambda_sim, sim_anchor), 0.0)
+    key = priority_key(catalog, goal, members, diff.lambda_sim, sim_anchor)
+    util = priority_gain(key, members, diff.d)
     best = -jnp.sort(-util)
     idcg = jnp.sum(jnp.where(jnp.arange(POOL) < goal.k_rec, best / jnp.log2(jnp.arange(POOL) + 2.0), 0.0))
     return goal.replace(pool_util=util, idcg=idcg)
@@ -156,16 +186,13 @@ def ndcg(rel: jnp.ndarray, k_rec: jnp.ndarray, idcg: jnp.ndarray) -> jnp.ndarray
     return jnp.clip(dcg / jnp.maximum(idcg, 1e-9), 0.0, 1.0)
 
 
-def rank_for(wp: WorldParams, world: World, goal: IntentGoal, candidates: jnp.ndarray, lambda_sim,
-             sim_anchor: bool) -> jnp.ndarray:
-    """The oracle's list: candidates with rel > 0 sorted by rel, first MAX_REC, -1 pads. [K] -> [MAX_REC]."""
-    rel = relevance(wp, world, goal, candidates, lambda_sim, sim_anchor)
+def rank_for(wp: WorldParams, world: World, goal: IntentGoal, candidates: jnp.ndarray, sim_anchor: bool) -> jnp.ndarray:
+    """The oracle's list: candidates with rel > 0 sorted by rel, first k_rec, -1 pads. [K] -> [MAX_REC]."""
+    rel = relevance(wp, world, goal, candidates, sim_anchor)
     rel = jnp.where(candidates >= 0, rel, 0.0)
     order = jnp.argsort(-rel, stable=True)
-    ranked = jnp.where(rel[order] > 0, candidates[order], -1)
-    dedup = ranked  # candidates come from one search list: ids are distinct
-    keep = jnp.arange(ranked.shape[0]) < goal.k_rec
-    out = jnp.where(keep, dedup, -1)
+    ranked = jnp.where(rel[order] > 0, candidates[order], -1)          # one search list: ids are distinct
+    out = jnp.where(jnp.arange(ranked.shape[0]) < goal.k_rec, ranked, -1)
     return jnp.full((MAX_REC,), -1, jnp.int32).at[: min(MAX_REC, out.shape[0])].set(out[:MAX_REC])
 
 

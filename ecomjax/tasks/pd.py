@@ -3,6 +3,13 @@
 The generator draws a target product and m(d) constraints it satisfies (price bound and leaf category
 always), tightens the price bound so at most POOL products pass every constraint (the whole feasible set
 fits in one search), and makes a p_oos(d) share of them out of stock in this episode.
+
+The customer's stated priority decides correctness (SPEC §5): at d ≥ 1 a feasible, in-stock product's
+relevance is 2^−r, r its dense rank among the pool by the priority (budget: lower price; quality: higher
+rating; speed: fewer shipping days; balanced: the all-round persona utility of price, rating, shipping and
+brand), so a list of feasible products that ignores the priority loses most of its nDCG and is not correct;
+at d = 0 every feasible, in-stock product is equally relevant. Correct iff r_task ≥ 0.95 and the list holds
+at most k_rec products.
 """
 
 import jax
@@ -57,7 +64,7 @@ def generate(key: jax.Array, diff: Difficulty, world: World, wp: WorldParams,
         mentioned=omit_slots(k_omit, c_mask, diff.p_missing), needed=needed,
         persona=jax.random.randint(k_persona, (), 0, len(PERSONAS)), anchor=target, k_rec=diff.k_rec,
     )
-    return D.finish_pool(wp, world, goal, diff.lambda_sim, sim_anchor=False), world
+    return D.finish_pool(wp, world, goal, diff, sim_anchor=False), world
 
 
 def score_list(wp: WorldParams, world: World, goal: IntentGoal, answer: Answer, diff: Difficulty,
@@ -77,17 +84,22 @@ def score_list(wp: WorldParams, world: World, goal: IntentGoal, answer: Answer, 
     return r_task, jnp.stack([r_rank, r_cons, r_oos, oos_rate])
 
 
+def within_k(goal: IntentGoal, answer: Answer) -> jnp.ndarray:
+    """The answer lists at most the k_rec products asked for (a longer list is never correct). # [] bool"""
+    return jnp.maximum(jnp.sum(answer.rec >= 0), answer.n_rec) <= goal.k_rec
+
+
 def verify(wp: WorldParams, world: World, goal: IntentGoal, answer: Answer, diff: Difficulty):
-    """(r_task, is_correct, parts [r_rank, r_cons, r_oos, oos_rate])."""
-    rel = D.relevance(wp, world, goal, answer.rec, diff.lambda_sim, sim_anchor=False)
+    """(r_task, is_correct, parts [r_rank, r_cons, r_oos, oos_rate]); correct iff r_task ≥ CORRECT_AT and
+    the list holds at most k_rec products."""
+    rel = D.relevance(wp, world, goal, answer.rec, sim_anchor=False)
     r_task, parts = score_list(wp, world, goal, answer, diff, rel, W_RANK, W_CONS, W_OOS)
-    return r_task, r_task >= CORRECT_AT, parts
+    return r_task, (r_task >= CORRECT_AT) & within_k(goal, answer), parts
 
 
 def search_call(wp: WorldParams, goal: IntentGoal, cap):
     """The careful agent's search: the category's name as query and every constraint as a filter."""
-    is_cat = goal.c_mask & (goal.c_key == C.KEY["cat"])            # masked-out slots may repeat the key
-    leaf = jnp.clip(jnp.sum(jnp.where(is_cat, goal.c_value, 0.0)).astype(jnp.int32), 0)
+    leaf = D.constraint_leaf(goal.c_key, goal.c_value, goal.c_mask)
     query = jnp.zeros((16,), jnp.int32).at[: wp.catalog.category_tokens.shape[1]].set(wp.catalog.category_tokens[leaf])
     filters = C.to_filters(goal.c_key, goal.c_op, goal.c_value, goal.c_mask)
     return make_call(cap, TOOL_INDEX["catalog.search"], query=query, filters=filters, top_k=SEARCH_TOP_K)
@@ -113,21 +125,21 @@ def ask_or_search(state: EpisodeState, i, wp: WorldParams, recommend):
 
 
 def oracle(key: jax.Array, state: EpisodeState, i, wp: WorldParams, diff: Difficulty) -> Action:
-    del key
+    del key, diff
     goal = intent_goal(state, i)
-    return ask_or_search(state, i, wp, lambda ids: D.rank_for(wp, state.world, goal, ids, diff.lambda_sim, False))
+    return ask_or_search(state, i, wp, lambda ids: D.rank_for(wp, state.world, goal, ids, False))
 
 
 def presentation_feedback(state: EpisodeState, i, action: Action, wp: WorldParams, sim_anchor: bool):
     """PD/SUB: when the agent presents candidates, the customer confirms the ones that fit or corrects.
-    Satisfaction is the share of presented products that are feasible and available."""
+    Satisfaction is the share of presented products that are feasible and available (relevance > 0)."""
     from ecomjax.tasks.episode import ACT_CONFIRM, ACT_CORRECT
     from ecomjax.user.core import Feedback, no_feedback
 
     goal = intent_goal(state, i)
     shown = action.presented
     listed = shown != -1
-    rel = D.relevance(wp, state.world, goal, shown, 0.5, sim_anchor)
+    rel = D.relevance(wp, state.world, goal, shown, sim_anchor)
     good = jnp.sum(listed & (rel > 0))
     share = good / jnp.maximum(jnp.sum(listed), 1)
     applies = (action.msg_act == PRESENT) & jnp.any(listed)

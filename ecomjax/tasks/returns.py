@@ -31,8 +31,8 @@ ask about is a real-world harm: incorrect (r_ret = −1).
 import jax
 import jax.numpy as jnp
 
-from ecomjax.catalog.retrieval import filter_mask
-from ecomjax.catalog.types import Catalog
+from ecomjax.catalog.retrieval import products_match
+from ecomjax.catalog.types import Catalog, leaf_members
 from ecomjax.tasks import constraints as C
 from ecomjax.tasks import discovery as D
 from ecomjax.tasks.action import ASK, INFORM, Action, Answer, noop_action
@@ -200,17 +200,17 @@ def replacement_constraints(key: jax.Array, catalog: Catalog, world: World, prod
     price = catalog.price_cents[product].astype(jnp.float32)
     loose = jnp.ceil(price * (1.0 + REPLACEMENT_PRICE_SLACK)) / 100.0
     c_value = c_value.at[0].set(jnp.maximum(c_value[0], loose))
-    ids = jnp.arange(catalog.num_products)
-    other = (catalog.stock > 0) & ~catalog.denied & ~jnp.isin(ids, world.oos) & (ids != product)
+    ids = leaf_members(catalog, catalog.category[product])     # a kept prefix holds the category (constraint 1)
+    other = D.available(world, catalog, ids) & (ids != product)
 
     def prefix(run, j):
         one = c_mask & (jnp.arange(M) == j)
         f = C.to_filters(c_key, c_op, c_value, one)
-        passing = filter_mask(catalog, jax.tree.map(lambda x: x[None], f))[0]
+        passing = products_match(catalog, ids[None], jax.tree.map(lambda x: x[None], f))[0]
         run = run & jnp.where(c_mask[j], passing, True)
         return run, jnp.any(run & other)
 
-    _, feasible = jax.lax.scan(prefix, jnp.ones((catalog.num_products,), bool), jnp.arange(M))
+    _, feasible = jax.lax.scan(prefix, ids >= 0, jnp.arange(M))
     keep = jnp.sum(jnp.cumprod(feasible) * c_mask)
     c_mask = c_mask & (jnp.arange(M) < keep) & (keep >= 2)
     return c_key, c_op, c_value, c_mask

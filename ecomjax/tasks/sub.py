@@ -1,5 +1,5 @@
 """SUB — out-of-stock substitution: the customer's original product is out of stock; find k_rec substitutes
-meeting constraints taken from the original, ranked by a blend of similarity to it and persona utility.
+meeting constraints taken from the original, ranked by the customer's stated priority.
 
 The generator draws an original (in stock in the catalog, allowed, with at least one other available
 product in its leaf) and marks it out of stock *in this episode* (`world.oos`): search still shows it, and
@@ -14,7 +14,9 @@ and compatibility are kept over the price: if no substitute sharing them fits th
 is raised to the cheapest one. Then, as in PD, the price
 bound is tightened so at most POOL products match (the whole feasible set fits in one search), a p_oos(d)
 share of the close distractors goes out of stock, and the pool (original excluded) and its IDCG are built
-with relevance λ_sim(d)·sim + (1 − λ_sim)·utility, sim the retrieval-embedding cosine to the original.
+with PD's priority relevance (2^−rank by the stated priority at d ≥ 1, flat at d = 0), except that the
+balanced customer's key is λ_sim(d)·sim + (1 − λ_sim)·utility, sim the retrieval-embedding cosine to the
+original: a list that ignores the priority is not correct at d ≥ 1.
 
 The opening message always names the original (it is not a slot); price and category are always stated,
 the other constraints each omitted with probability p_missing(d).
@@ -23,9 +25,9 @@ the other constraints each omitted with probability p_missing(d).
 import jax
 import jax.numpy as jnp
 
-from ecomjax.catalog.retrieval import filter_mask
+from ecomjax.catalog.retrieval import products_match
 from ecomjax.catalog.schema import RANGE_FIELDS
-from ecomjax.catalog.types import Catalog
+from ecomjax.catalog.types import Catalog, leaf_members
 from ecomjax.tasks import constraints as C
 from ecomjax.tasks import discovery as D
 from ecomjax.tasks import pd
@@ -42,17 +44,19 @@ NUM_PARTS = 4
 COMPAT_KEYS = (C.KEY["connector_type"], C.KEY["size"], C.KEY["material"])
 ANCHOR_DRAWS = 64
 KEEP_FIRST = 3               # price, category, compatibility: never dropped for the price bound
-INT_MAX = jnp.iinfo(jnp.int32).max
 PRICE_FIELD = RANGE_FIELDS.index("price")
 
 
-def available_all(world: World, catalog: Catalog) -> jnp.ndarray:
-    """Every product's availability in this episode (in stock, not overridden out of stock, allowed), in
-    O(P + K) rather than `discovery.available`'s O(P·K). # [P] bool"""
-    valid = (world.oos >= 0) & (world.oos < catalog.num_products)
-    overridden = jnp.zeros((catalog.num_products,), bool).at[jnp.where(valid, world.oos, catalog.num_products)].set(
-        True, mode="drop")
-    return (catalog.stock > 0) & ~catalog.denied & ~overridden
+def available_in_leaf(world: World, catalog: Catalog, leaf: jnp.ndarray) -> jnp.ndarray:
+    """Products of leaf category `leaf` available in this episode (in stock, allowed, not overridden out of
+    stock). leaf [K] -> [K] int32, from the catalog's per-leaf count less the episode's distinct overrides."""
+    oos = world.oos                                                                  # [O]
+    pos = jnp.arange(oos.shape[0])
+    first = ~jnp.any((oos[None, :] == oos[:, None]) & (pos[None, :] < pos[:, None]), axis=1)
+    safe = jnp.clip(oos, 0, catalog.num_products - 1)
+    counted = first & (oos >= 0) & (oos < catalog.num_products) & (catalog.stock[safe] > 0) & ~catalog.denied[safe]
+    taken = jnp.sum(counted[None, :] & (catalog.category[safe][None, :] == leaf[:, None]), axis=1)
+    return catalog.leaf_available[leaf] - taken
 
 
 def draw_original(key: jax.Array, catalog: Catalog, world: World, reserved: jnp.ndarray) -> jnp.ndarray:
@@ -60,10 +64,8 @@ def draw_original(key: jax.Array, catalog: Catalog, world: World, reserved: jnp.
     whose leaf category holds at least one other available product (so a substitute exists). Never a
     product in the visit history (a CART intent buys from it) or a `reserved` one [R]: the original goes
     out of stock, and other intents of the episode rely on those being available."""
-    avail = available_all(world, catalog)
-    per_leaf = jax.ops.segment_sum(avail.astype(jnp.int32), catalog.category, catalog.num_categories)
     cand = jax.random.randint(key, (ANCHOR_DRAWS,), 0, catalog.num_products)
-    ok = avail[cand] & (per_leaf[catalog.category[cand]] >= 2)
+    ok = D.available(world, catalog, cand) & (available_in_leaf(world, catalog, catalog.category[cand]) >= 2)
     ok &= ~jnp.isin(cand, world.visits) & ~jnp.isin(cand, reserved)
     return cand[jnp.argmax(ok)]
 
@@ -101,10 +103,10 @@ def add_compatibility(key: jax.Array, catalog: Catalog, anchor, c_key, c_op, c_v
     return c_key[order], c_op[order], c_value[order], c_mask[order]
 
 
-def _matches(catalog: Catalog, c_key, c_op, c_value, mask) -> jnp.ndarray:
-    """Products satisfying every constraint in `mask`. # [P] bool"""
+def _matches(catalog: Catalog, ids: jnp.ndarray, c_key, c_op, c_value, mask) -> jnp.ndarray:
+    """Which of the products `ids` [W] satisfy every constraint in `mask`. # [W] bool"""
     f = C.to_filters(c_key, c_op, c_value, mask)
-    return filter_mask(catalog, jax.tree.map(lambda x: x[None], f))[0]
+    return products_match(catalog, ids[None], jax.tree.map(lambda x: x[None], f))[0]
 
 
 def keep_feasible(world: World, catalog: Catalog, anchor, c_key, c_op, c_value, c_mask):
@@ -112,39 +114,44 @@ def keep_feasible(world: World, catalog: Catalog, anchor, c_key, c_op, c_value, 
     satisfies within the price bound; but the category and the compatibility constraint (constraints 1 and
     2; when the original has no compatibility attribute, constraint 2 is its first other attribute) are
     never dropped for the price: when some available product shares them only above the bound, the bound
-    is raised to the cheapest such product. Returns (c_value, c_mask). Memory O(P) (one scan over M)."""
+    is raised to the cheapest such product. Returns (c_value, c_mask). Every prefix holds the category
+    (constraint 1), so only the original's leaf is read (cheapest first)."""
     m = c_mask.shape[0]
     slots = jnp.arange(m)
-    products = jnp.arange(catalog.num_products)
-    avail = available_all(world, catalog) & (products != anchor)
-    price_ok = _matches(catalog, c_key, c_op, c_value, c_mask & (slots == 0))
+    ids = leaf_members(catalog, catalog.category[anchor])                           # [W]
+    avail = D.available(world, catalog, ids) & (ids != anchor)
+    price_ok = _matches(catalog, ids, c_key, c_op, c_value, c_mask & (slots == 0))
 
     def step(cum, j):                                  # cum: products meeting constraints 1..j
-        cum = cum & _matches(catalog, c_key, c_op, c_value, c_mask & (slots == j))
+        cum = cum & _matches(catalog, ids, c_key, c_op, c_value, c_mask & (slots == j))
         return cum, (jnp.any(cum & avail & price_ok), jnp.any(cum & avail))
 
-    _, (tight, loose) = jax.lax.scan(step, jnp.ones((catalog.num_products,), bool), slots[1:])
+    _, (tight, loose) = jax.lax.scan(step, ids >= 0, slots[1:])
     usable = slots[1:] < jnp.sum(c_mask)               # prefix length j + 1 is within the drawn constraints
     n_tight = 1 + jnp.sum(tight & usable)              # existence is monotone in the prefix length
     n_loose = jnp.maximum(2, 1 + jnp.sum(loose & usable))
     first = jnp.minimum(KEEP_FIRST, n_loose)           # category and compatibility are kept over the price
     raise_price = n_tight < first
     n_keep = jnp.where(raise_price, first, n_tight)
-    row = _matches(catalog, c_key, c_op, c_value, c_mask & (slots >= 1) & (slots < n_keep)) & avail
-    cheapest = jnp.argmin(jnp.where(row, catalog.price_cents, INT_MAX))
+    row = _matches(catalog, ids, c_key, c_op, c_value, c_mask & (slots >= 1) & (slots < n_keep)) & avail
+    cheapest = jnp.clip(ids[jnp.argmax(row)], 0)      # cheapest first: the first match is the cheapest
     dollars = catalog.range_values[cheapest, PRICE_FIELD]           # the exact value the price filter reads
     new_price = jnp.where(raise_price & jnp.any(row), jnp.maximum(c_value[0], dollars), c_value[0])
     return c_value.at[0].set(new_price), slots < n_keep
 
 
-def snap_price(catalog: Catalog, c_value: jnp.ndarray) -> jnp.ndarray:
-    """Raise the price bound to the exact filter value (`range_values`) of the cent amount it stands for.
+def snap_price(catalog: Catalog, c_key, c_value, c_mask) -> jnp.ndarray:
+    """Raise the price bound to the exact filter value (`range_values`) of the cent amount it stands for,
+    as some product of the constraints' leaf has it (only those can pass the category filter).
 
     `discovery.tighten_price` computes dollars as cents / 100.0, which XLA evaluates as cents · 0.01: about a
     quarter of amounts come out one ulp below the catalog's float32 dollars, which would exclude the very
     product the bound was set to keep."""
+    ids = leaf_members(catalog, D.constraint_leaf(c_key, c_value, c_mask))
+    safe = jnp.clip(ids, 0)
     cents = jnp.round(c_value[0] * 100.0).astype(jnp.int32)
-    exact = jnp.max(jnp.where(catalog.price_cents == cents, catalog.range_values[:, PRICE_FIELD], -jnp.inf))
+    same = (ids >= 0) & (catalog.price_cents[safe] == cents)
+    exact = jnp.max(jnp.where(same, catalog.range_values[safe, PRICE_FIELD], -jnp.inf))
     return c_value.at[0].set(jnp.where(exact > -jnp.inf, jnp.maximum(c_value[0], exact), c_value[0]))
 
 
@@ -159,7 +166,7 @@ def generate(key: jax.Array, diff: Difficulty, world: World, wp: WorldParams,
     c_key, c_op, c_value, c_mask = D.draw_constraints(k_cons, catalog, anchor, diff.m, diff)
     c_key, c_op, c_value, c_mask = add_compatibility(k_compat, catalog, anchor, c_key, c_op, c_value, c_mask)
     c_value, c_mask = keep_feasible(world, catalog, anchor, c_key, c_op, c_value, c_mask)
-    c_value = snap_price(catalog, D.tighten_price(catalog, c_key, c_op, c_value, c_mask))
+    c_value = snap_price(catalog, c_key, D.tighten_price(catalog, c_key, c_op, c_value, c_mask), c_mask)
     members = D.pool_members(catalog, c_key, c_op, c_value, c_mask)
     others = jnp.where(members == anchor, -1, members)
     keep = others[jnp.argmax(D.available(world, catalog, others))]
@@ -170,23 +177,24 @@ def generate(key: jax.Array, diff: Difficulty, world: World, wp: WorldParams,
         mentioned=pd.omit_slots(k_omit, c_mask, diff.p_missing), needed=needed,
         persona=jax.random.randint(k_persona, (), 0, len(PERSONAS)), anchor=anchor, k_rec=diff.k_rec,
     )
-    return D.finish_pool(wp, world, goal, diff.lambda_sim, sim_anchor=True), world
+    return D.finish_pool(wp, world, goal, diff, sim_anchor=True), world
 
 
 def verify(wp: WorldParams, world: World, goal: IntentGoal, answer, diff: Difficulty):
     """(r_task, is_correct, parts [r_rank, r_cons, r_oos, oos_rate]); r_task = clip(0.80·r_rank + 0.20·r_oos)
-    with r_oos = 1 − 2·oos_rate over the first k_rec (the original counts as out of stock)."""
-    rel = D.relevance(wp, world, goal, answer.rec, diff.lambda_sim, sim_anchor=True)
+    with r_oos = 1 − 2·oos_rate over the first k_rec (the original counts as out of stock); correct iff
+    r_task ≥ CORRECT_AT and the list holds at most k_rec products."""
+    rel = D.relevance(wp, world, goal, answer.rec, sim_anchor=True)
     r_task, parts = pd.score_list(wp, world, goal, answer, diff, rel, W_RANK, W_CONS, W_OOS)
-    return r_task, r_task >= CORRECT_AT, parts
+    return r_task, (r_task >= CORRECT_AT) & pd.within_k(goal, answer), parts
 
 
 def oracle(key: jax.Array, state: EpisodeState, i, wp: WorldParams, diff: Difficulty) -> Action:
     """Ask each pending constraint, search with every constraint as a filter, answer the available
-    results other than the original ranked by the blended relevance."""
-    del key
+    results other than the original ranked by relevance."""
+    del key, diff
     goal = intent_goal(state, i)
-    return pd.ask_or_search(state, i, wp, lambda ids: D.rank_for(wp, state.world, goal, ids, diff.lambda_sim, True))
+    return pd.ask_or_search(state, i, wp, lambda ids: D.rank_for(wp, state.world, goal, ids, True))
 
 
 def feedback(state: EpisodeState, i, action: Action, wp: WorldParams):

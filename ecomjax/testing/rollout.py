@@ -25,11 +25,14 @@ def run_batch(env: ShopEnv, policy: Policy, keys: jax.Array, params: EnvParams, 
     d = jnp.broadcast_to(jnp.asarray(d, jnp.int32), (b,))
     split = jax.vmap(jax.random.split)(keys)
     k_reset, k_run = split[:, 0], jax.vmap(lambda k: jax.random.fold_in(k, trial))(split[:, 1])
-    if task is None:
+    tasks = None if task is None else jnp.broadcast_to(jnp.asarray(task, jnp.int32), (b,))
+    if batched_tools:
+        states, ts = env.reset_batch(k_reset, params, d, tasks)
+    elif tasks is None:
         states, ts = jax.vmap(lambda k, dd: env.reset(k, params, dd))(k_reset, d)
     else:
-        tasks = jnp.broadcast_to(jnp.asarray(task, jnp.int32), (b,))
         states, ts = jax.vmap(lambda k, dd, tt: env.reset(k, params, dd, tt))(k_reset, d, tasks)
+    batch_policy = getattr(policy, "batch", None) if batched_tools else None
 
     def freeze(keep, old, new):
         return jax.tree.map(lambda o, n: jnp.where(keep.reshape(keep.shape + (1,) * (o.ndim - 1)), o, n), old, new)
@@ -42,7 +45,10 @@ def run_batch(env: ShopEnv, policy: Policy, keys: jax.Array, params: EnvParams, 
         t, states, ts = carry
         step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(k_run)
         split = jax.vmap(jax.random.split)(step_keys)
-        actions = jax.vmap(lambda k, s: policy(k, s, params))(split[:, 0], states)
+        if batch_policy is not None:
+            actions = batch_policy(split[:, 0], states, params)
+        else:
+            actions = jax.vmap(lambda k, s: policy(k, s, params))(split[:, 0], states)
         if batched_tools:
             new_states, new_ts = env.step_batch(split[:, 1], states, actions, params)
         else:
@@ -54,14 +60,17 @@ def run_batch(env: ShopEnv, policy: Policy, keys: jax.Array, params: EnvParams, 
 
 
 def batch_runner(env: ShopEnv, policy: Policy, params: EnvParams, task=None, max_steps: int = MAX_STEPS):
-    """A jitted function (keys [B], d [] or [B], tasks [] or [B] optional, trial) -> (states, timesteps).
+    """A function (keys [B], d [] or [B], tasks [] or [B] optional, trial) -> (states, timesteps), jitted with
+    `params` as an argument (a runner for other params of the same shapes compiles nothing new).
 
     `task` given at build time is fixed; otherwise it may be passed per call (traced, so one compile serves
     every task of the collection) or left out to draw from the collection."""
-    def run(keys, d, tasks=None, trial=0):
-        return run_batch(env, policy, keys, params, d, task if tasks is None else tasks, max_steps, trial)
+    jitted = jax.jit(lambda p, keys, d, tasks, trial: run_batch(env, policy, keys, p, d, tasks, max_steps, trial))
 
-    return jax.jit(run)
+    def run(keys, d, tasks=None, trial=0):
+        return jitted(params, keys, d, task if tasks is None else tasks, trial)
+
+    return run
 
 
 def episode(env: ShopEnv, policy: Policy, key: jax.Array, params: EnvParams, d, task=None,

@@ -10,7 +10,6 @@ conversation; `new_messages` holds what the last call appended.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,25 +74,68 @@ def current_intent(state: Any) -> int:
     return open_[0] if open_ else max(introduced - 1, 0)
 
 
-_COMPILED: dict[int, tuple[weakref.ref, tuple]] = {}
+def batch_bucket(n: int) -> int:
+    """The batch size a TextEnv of n episodes compiles for: the next power of two (so any n within a bucket
+    reuses one compiled program)."""
+    return 1 << max(0, n - 1).bit_length()
+
+
+def _pad(tree, size: int):
+    """Rows [n, ...] padded to [size, ...] with copies of row 0."""
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], size - x.shape[0], axis=0)])
+                        if x.shape[0] < size else x, tree)
+
+
+def _rows(tree, n: int):
+    return jax.tree.map(lambda x: x[:n], tree)
+
+
+@dataclass(frozen=True)
+class _Jitted:
+    """The jitted batched functions of one env, with `EnvParams` a jit argument (one program per catalog
+    shape, not per catalog) and batches padded to `batch_bucket` sizes."""
+
+    reset: object
+    step: object
+    oracle: object
+
+
+_JITTED: dict[ShopEnv, _Jitted] = {}
+
+
+def _jitted(env: ShopEnv) -> _Jitted:
+    hit = _JITTED.get(env)
+    if hit is None:
+        def step_live(params, keys, states, actions, live):
+            new, ts = env.step_batch(keys, states, actions, params)
+            keep = lambda a, b: jnp.where(live.reshape(live.shape + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
+            return jax.tree.map(keep, new, states), ts
+
+        hit = _JITTED[env] = _Jitted(reset=jax.jit(lambda p, k, d, t: env.reset_batch(k, p, d, t)),
+                                     step=jax.jit(step_live), oracle=jax.jit(lambda p, k, s: oracle.act_batch(k, s, p)))
+    return hit
 
 
 def compiled(env: ShopEnv, params: EnvParams) -> tuple:
-    """The jitted batched (reset, step, oracle) of (env, params), shared by every TextEnv built from the
-    same params object (a second TextEnv, e.g. one per server session, compiles nothing)."""
-    hit = _COMPILED.get(id(params))
-    if hit is not None and hit[0]() is params and hit[1][0] == env:
-        return hit[1][1]
+    """(reset, step, oracle) of (env, params) on batches of any size: reset(keys, d, tasks),
+    step(keys, states, actions, live), oracle(keys, states). Every TextEnv of the same env shares the
+    compiled programs, for any params of the same shapes and any batch size within a `batch_bucket`."""
+    fns = _jitted(env)
 
-    def step_live(keys, states, actions, live):
-        new, ts = env.step_batch(keys, states, actions, params)
-        keep = lambda a, b: jnp.where(live.reshape(live.shape + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
-        return jax.tree.map(keep, new, states), ts
+    def reset(keys, d, tasks):
+        n, size = keys.shape[0], batch_bucket(keys.shape[0])
+        return _rows(fns.reset(params, *_pad((keys, d, tasks), size)), n)
 
-    fns = (jax.jit(jax.vmap(lambda k, d, t: env.reset(k, params, d, t))), jax.jit(step_live),
-           jax.jit(jax.vmap(lambda k, s: oracle.act(k, s, params))))
-    _COMPILED[id(params)] = (weakref.ref(params), (env, fns))
-    return fns
+    def step(keys, states, actions, live):
+        n, size = keys.shape[0], batch_bucket(keys.shape[0])
+        live = jnp.concatenate([live, jnp.zeros((size - n,), bool)])
+        return _rows(fns.step(params, *_pad((keys, states, actions), size), live), n)
+
+    def act(keys, states):
+        n, size = keys.shape[0], batch_bucket(keys.shape[0])
+        return _rows(fns.oracle(params, *_pad((keys, states), size)), n)
+
+    return reset, step, act
 
 
 class TextEnv:
