@@ -62,6 +62,7 @@ def test_make_ids_and_errors(small_catalog):
         ecomjax.make("C3", catalog=catalog)
 
 
+@pytest.mark.slow      # the quick suite runs this check in tests/test_verifier_guard.py
 def test_do_nothing_scores_minus_one_on_every_task(adversary):
     keys, d, t = _grid(QUICK_PER_TASK, (0, 10, 20))
     _, ts = adversary(keys, d, t, True)
@@ -84,6 +85,7 @@ def test_journey_oracle_is_correct_at_every_difficulty(oracle_runner):
     assert min(correct.values()) >= 0.99, correct
 
 
+@pytest.mark.slow      # the quick suite runs this check in tests/test_verifier_guard.py
 @settings(max_examples=3, deadline=None)
 @given(st.integers(0, 2**31 - 1))
 def test_random_actions_keep_rewards_finite_and_bounded(adversary, seed):
@@ -95,6 +97,7 @@ def test_random_actions_keep_rewards_finite_and_bounded(adversary, seed):
     assert not np.any(np.asarray(ts.info["is_correct"]) & (np.asarray(ts.info["hall_rate"]) > 0))
 
 
+@pytest.mark.slow      # the quick suite runs this check in tests/test_verifier_guard.py
 def test_same_key_same_episode(adversary):
     """Random actions drawn from the episode key: the same keys replay the same episodes, different ones don't."""
     keys, d, t = _grid(QUICK_PER_TASK, (3, 12, 20), seed=7)

@@ -10,6 +10,7 @@ import pytest
 
 from ecomjax import serve
 from ecomjax.text import TextEnv
+from ecomjax.text.env import programs
 
 MAX_SESSIONS = 6
 IDLE_TIMEOUT_S = 600.0
@@ -158,7 +159,8 @@ def _transcript(client: Client, seed: int, barrier: threading.Barrier, out: dict
 
 def test_concurrent_sessions_are_isolated(client, app):
     proto = app["pool"].prototype
-    compiled = (proto._reset, proto._step, proto._oracle)
+    shared = programs(proto.env)
+    compiled = (shared.reset, shared.step, shared.oracle)
     warm = client.reset(seed=10, difficulty=6)["session_id"]
     client.play_oracle(warm)
     client.close(warm)

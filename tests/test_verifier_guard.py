@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import ecomjax
+from ecomjax.env import INFO_KEYS
 from ecomjax.tasks.goal import TASK, TASK_NAMES
 from ecomjax.testing.guard import GUARD_MODES, MODE, MODE_TASKS, fixture_arrays, fixture_mismatches, guard_grid, guard_runner, to_host
 
@@ -45,7 +46,7 @@ def test_oracle_is_correct_on_every_task_at_every_guarded_difficulty(guard):
     assert not low, f"oracle below 99% correct: {low}"
 
 
-@pytest.mark.parametrize("mode", [m for m in GUARD_MODES[1:] if m != "ignore_priority"])
+@pytest.mark.parametrize("mode", [m for m in GUARD_MODES[1:] if m not in ("ignore_priority", "random_actions")])
 def test_adversary_is_never_correct(guard, mode):
     rows = guard["mode"] == MODE[mode]
     tasks = {TASK_NAMES[t] for t in np.unique(guard["task"][rows])}
@@ -64,12 +65,34 @@ def test_adversaries_change_what_they_claim_to(guard):
     r_task, task, mode = guard["info"]["r_task"], guard["task"], guard["mode"]
     for name in GUARD_MODES[1:]:
         for t in MODE_TASKS[name]:
-            if name == "ignore_priority":
+            if name in ("ignore_priority", "random_actions"):
                 continue
             adv = r_task[(mode == MODE[name]) & (task == TASK[t])].mean()
             ref = r_task[(mode == MODE["oracle"]) & (task == TASK[t])].mean()
             if name != "over_long_list":                       # a longer list keeps the score, loses correctness
                 assert adv < ref, (name, t, adv, ref)
+
+
+def test_random_actions_keep_rewards_finite_and_bounded(guard):
+    rows = guard["mode"] == MODE["random_actions"]
+    info = guard["info"]
+    for name in ("reward", "r_task", "r_eff", "r_hall"):
+        x = (guard["reward"] if name == "reward" else info[name])[rows]
+        assert np.isfinite(x).all() and (x >= -1).all() and (x <= 1).all(), name
+    assert not np.any(info["is_correct"][rows] & (info["hall_rate"][rows] > 0))
+    assert set(info) == set(INFO_KEYS) | {"reward"}
+    assert guard["states"].done.all()
+
+
+def test_different_keys_give_different_episodes(guard):
+    """Oracle episodes of one (task, d) drawn from different keys ask for different things (POLICY draws from a
+    small rule set, so some of its 32 goals repeat)."""
+    goal, oracle = guard["states"].goal, guard["mode"] == MODE["oracle"]
+    for t in range(len(TASK_NAMES)):
+        rows = np.flatnonzero(oracle & (guard["task"] == t) & (guard["d"] == 10))
+        flat = np.concatenate([np.asarray(x)[rows].reshape(len(rows), -1).astype(np.float64)
+                               for x in jax.tree.leaves(goal)], axis=1)
+        assert len(np.unique(np.nan_to_num(flat, nan=-1e9), axis=0)) >= len(rows) // 2, TASK_NAMES[t]
 
 
 def test_a_list_that_ignores_the_priority_is_not_correct(guard):

@@ -21,16 +21,18 @@ from ecomjax.tasks import discovery as D
 from ecomjax.tasks.action import Action, noop_action
 from ecomjax.tasks.episode import EpisodeState
 from ecomjax.tasks.goal import MAX_REC, TASK
+from ecomjax.testing.random_policy import random_action
 from ecomjax.testing.rollout import run_batch
 from ecomjax.world.state import ORDER_STATUSES, was_seen
 from ecomjax.world.tools import TOOL_INDEX
 
 GUARD_MODES: tuple[str, ...] = (
     "oracle", "do_nothing", "guessed_ids", "over_long_list", "wrong_order", "wrong_line", "wrong_status",
-    "wrong_policy_value", "wrong_cart_quantity", "ignore_priority",
+    "wrong_policy_value", "wrong_cart_quantity", "ignore_priority", "random_actions",
 )
 MODE = {name: i for i, name in enumerate(GUARD_MODES)}
-# The tasks where each adversary's change must make every episode incorrect.
+# The tasks where each adversary's change must make every episode incorrect (random_actions: uniformly random
+# turns, not built on the oracle, whose rewards must stay finite and bounded).
 MODE_TASKS: dict[str, tuple[str, ...]] = {
     "oracle": tuple(TASK),
     "do_nothing": tuple(TASK),
@@ -42,6 +44,7 @@ MODE_TASKS: dict[str, tuple[str, ...]] = {
     "wrong_policy_value": ("POLICY",),
     "wrong_cart_quantity": ("CART",),
     "ignore_priority": ("PD", "SUB"),
+    "random_actions": tuple(TASK),
 }
 # Difficulties of a mode other than the grid's: the priority rule applies at d ≥ 1 and only when more than
 # k_rec products are feasible, which is common at low d only.
@@ -86,6 +89,8 @@ def corrupt(key: jax.Array, state: EpisodeState, action: Action, mode: jnp.ndarr
     bump = (mode == MODE["wrong_cart_quantity"]) & jnp.isin(calls.tool, jnp.asarray(CART_QTY_TOOLS))
     calls = calls.replace(qty=jnp.where(bump, calls.qty + 1, calls.qty))
     out = action.replace(answer=new_answer, calls=calls)
+    out = jax.tree.map(lambda x, y: jnp.where(mode == MODE["random_actions"], x, y),
+                       random_action(jax.random.fold_in(key, 2), state, params), out)
     return jax.tree.map(lambda x, y: jnp.where(mode == MODE["do_nothing"], x, y), noop_action(params.cap), out)
 
 

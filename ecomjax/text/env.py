@@ -103,7 +103,8 @@ class _Jitted:
 _JITTED: dict[ShopEnv, _Jitted] = {}
 
 
-def _jitted(env: ShopEnv) -> _Jitted:
+def programs(env: ShopEnv) -> _Jitted:
+    """The jitted (reset, step, oracle) programs every TextEnv of `env` shares (their caches show recompiles)."""
     hit = _JITTED.get(env)
     if hit is None:
         def step_live(params, keys, states, actions, live):
@@ -120,7 +121,7 @@ def compiled(env: ShopEnv, params: EnvParams) -> tuple:
     """(reset, step, oracle) of (env, params) on batches of any size: reset(keys, d, tasks),
     step(keys, states, actions, live), oracle(keys, states). Every TextEnv of the same env shares the
     compiled programs, for any params of the same shapes and any batch size within a `batch_bucket`."""
-    fns = _jitted(env)
+    fns = programs(env)
 
     def reset(keys, d, tasks):
         n, size = keys.shape[0], batch_bucket(keys.shape[0])
